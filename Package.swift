@@ -1,0 +1,65 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "lockd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "LockCore", targets: ["LockCore"]),
+        .library(name: "LockProtocol", targets: ["LockProtocol"]),
+        .library(name: "LockClient", targets: ["LockClient"]),
+        .executable(name: "lockd", targets: ["lockd"]),
+        .executable(name: "lockctl", targets: ["lockctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        // Thin C helpers for Linux calls Swift cannot make directly (variadic syscall/prctl,
+        // fork+exec with async-signal-safe setup, the glibc-hidden ucred layout).
+        .target(name: "CLockSupport"),
+        .target(
+            name: "LockCore",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")],
+            swiftSettings: strictSettings
+        ),
+        .target(name: "LockProtocol", dependencies: ["LockCore"], swiftSettings: strictSettings),
+        .target(
+            name: "LockClient",
+            dependencies: ["LockProtocol", "CLockSupport"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "lockd",
+            dependencies: [
+                "LockCore", "LockProtocol", "CLockSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "lockctl",
+            dependencies: [
+                "LockClient", "LockProtocol", "CLockSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
+        .testTarget(
+            name: "LockdTests",
+            dependencies: ["LockClient", "LockProtocol", "CLockSupport"]
+        ),
+    ]
+)

@@ -1,0 +1,136 @@
+#define _GNU_SOURCE
+#include "CLockSupport.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+int lockd_peer_credentials(int fd, lockd_ucred *out) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        return -1;
+    }
+    out->pid = cred.pid;
+    out->uid = cred.uid;
+    out->gid = cred.gid;
+    return 0;
+}
+
+int lockd_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int lockd_pidfd_exited(int pidfd) {
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int r = poll(&p, 1, 0);
+    return r > 0 && (p.revents & (POLLIN | POLLHUP)) ? 1 : 0;
+}
+
+static void termination_set(sigset_t *set, int quit) {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    if (quit) {
+        sigaddset(set, SIGQUIT);
+    }
+}
+
+int lockd_signalfd_for_termination(int quit) {
+    sigset_t set;
+    termination_set(&set, quit);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
+        return -1;
+    }
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+void lockd_unblock_termination_signals(void) {
+    sigset_t set;
+    termination_set(&set, 1);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int lockd_signalfd_read(int fd, pid_t *sender_pid, int *code) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(fd, &info, sizeof(info));
+    if (n < 0) {
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+    }
+    if (n != sizeof(info)) {
+        return 0;
+    }
+    *sender_pid = (pid_t)info.ssi_pid;
+    *code = info.ssi_code;
+    return (int)info.ssi_signo;
+}
+
+pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options options) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0) {
+        int saved = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        errno = saved;
+        return -1;
+    }
+    if (child == 0) {
+        close(pipefd[0]);
+        if (options.parent_death_signal != 0) {
+            prctl(PR_SET_PDEATHSIG, options.parent_death_signal);
+            // The parent may have died before prctl took effect.
+            if (getppid() != parent) {
+                _exit(127);
+            }
+        }
+        if (options.new_process_group) {
+            setpgid(0, 0);
+        }
+        int defaults[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
+        for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+            signal(defaults[i], SIG_DFL);
+        }
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        execvp(file, argv);
+        int err = errno;
+        ssize_t ignored = write(pipefd[1], &err, sizeof(err));
+        (void)ignored;
+        _exit(127);
+    }
+    close(pipefd[1]);
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = read(pipefd[0], &child_errno, sizeof(child_errno));
+    } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == sizeof(child_errno)) {
+        int status;
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+        }
+        errno = child_errno;
+        return -1;
+    }
+    return child;
+}

@@ -1,0 +1,146 @@
+import DequeModule
+
+extension LockTable {
+    mutating func store(_ record: LockRecord, as name: LockName) {
+        locks[name] = record.isUnused ? nil : record
+    }
+
+    mutating func addHold(
+        _ record: inout LockRecord, name: LockName, owner: LockOwner, mode: LockMode, origin: SessionID,
+        creator: ClientIdentity, now: Moment
+    ) -> Grant {
+        lastFence += 1
+        record.fence = lastFence
+        record.holders.append(
+            Hold(
+                owner: owner, mode: mode, count: 1, fence: lastFence, since: now.unixTime, shieldDepth: 0,
+                pendingRevocation: nil, origin: origin, creator: creator))
+        heldBy[owner, default: []].insert(name)
+        return Grant(lock: name, mode: mode, count: 1, fence: lastFence)
+    }
+
+    /// A re-entrant grant: one more count; an exclusive request upgrades the hold for good.
+    func reenter(_ record: inout LockRecord, at index: Int, name: LockName, mode: LockMode) -> Grant {
+        record.holders[index].count += 1
+        if mode == .exclusive { record.holders[index].mode = .exclusive }
+        let hold = record.holders[index]
+        return Grant(lock: name, mode: hold.mode, count: hold.count, fence: hold.fence)
+    }
+
+    mutating func removeHold(_ record: inout LockRecord, at index: Int, name: LockName) {
+        let owner = record.holders.remove(at: index).owner
+        heldBy[owner]?.remove(name)
+        if heldBy[owner]?.isEmpty == true { heldBy[owner] = nil }
+    }
+
+    mutating func revoke(
+        _ record: inout LockRecord, at index: Int, name: LockName, reason: RevocationReason,
+        effects: inout [LockEffect]
+    ) {
+        let hold = record.holders[index]
+        removeHold(&record, at: index, name: name)
+        effects.append(.revoked(session: hold.origin, lock: name, owner: hold.owner, reason: reason))
+    }
+
+    mutating func modifyHold(of owner: LockOwner, on name: LockName, _ body: (inout Hold) -> Void) {
+        guard let index = locks[name]?.holderIndex(of: owner) else { return }
+        body(&locks[name]!.holders[index])
+    }
+
+    /// (Re)sets a token's lease; a fresh lease also cancels an expiry deferred by a shield.
+    mutating func setLease(owner: LockOwner, ttl: Double?, uid: UInt32, now: Moment, effects: inout [LockEffect]) {
+        guard case .token(let token) = owner, let ttl else { return }
+        let deadline = now.uptimeNanos &+ Moment.nanos(ttl)
+        leases[token] = Lease(
+            ttl: ttl, deadlineNanos: deadline, expiresAt: now.unixTime + ttl, uid: leases[token]?.uid ?? uid)
+        for name in heldBy[owner] ?? [] {
+            modifyHold(of: owner, on: name) { hold in
+                if hold.pendingRevocation == .expired { hold.pendingRevocation = nil }
+            }
+        }
+        effects.append(.leaseDeadline(token: token, uptimeNanos: deadline))
+    }
+
+    func authorize(_ hold: Hold, requester: Requester, action: String) throws(LockError) {
+        guard requester.identity.isRoot || hold.creator.uid == requester.identity.uid else {
+            throw .denied(
+                "the hold of \(hold.owner) was made by uid \(hold.creator.uid); only that uid or root may \(action) it")
+        }
+    }
+
+    /// Grants from the head of the queue while the head can be granted: an exclusive waiter when
+    /// the lock is free, a run of shared waiters while the holders are shared.
+    mutating func dispatch(_ record: inout LockRecord, name: LockName, now: Moment, effects: inout [LockEffect]) {
+        guard !isShuttingDown else { return }
+        while let waiter = record.waiters.first {
+            let grant: Grant
+            if let index = record.holderIndex(of: waiter.owner) {
+                let isBlockedUpgrade =
+                    waiter.mode == .exclusive && record.holders[index].mode == .shared && record.holders.count > 1
+                if isBlockedUpgrade { break }
+                record.waiters.removeFirst()
+                unindex(waiter)
+                grant = reenter(&record, at: index, name: name, mode: waiter.mode)
+            } else if record.holders.allSatisfy({ $0.mode.isCompatible(with: waiter.mode) }) {
+                record.waiters.removeFirst()
+                unindex(waiter)
+                grant = addHold(
+                    &record, name: name, owner: waiter.owner, mode: waiter.mode, origin: waiter.key.session,
+                    creator: waiter.requester, now: now)
+            } else {
+                break
+            }
+            setLease(owner: waiter.owner, ttl: waiter.ttl, uid: waiter.requester.uid, now: now, effects: &effects)
+            effects.append(.granted(waiter.key, grant))
+        }
+    }
+
+    mutating func unindex(_ waiter: Waiter) {
+        pending[waiter.key] = nil
+        pendingBySession[waiter.key.session]?.remove(waiter.key)
+        if pendingBySession[waiter.key.session]?.isEmpty == true { pendingBySession[waiter.key.session] = nil }
+        waitingBy[waiter.owner]?.remove(waiter.key)
+        if waitingBy[waiter.owner]?.isEmpty == true { waitingBy[waiter.owner] = nil }
+    }
+
+    /// Takes a waiter out of the queue (answering it when `answer` is set) and lets the waiters
+    /// behind it in.
+    mutating func removeWaiter(
+        _ record: inout LockRecord, at index: Int, name: LockName, answer: LockError?, now: Moment,
+        effects: inout [LockEffect]
+    ) {
+        let waiter = record.waiters.remove(at: index)
+        unindex(waiter)
+        if let answer { effects.append(.failed(waiter.key, answer)) }
+        dispatch(&record, name: name, now: now, effects: &effects)
+        store(record, as: name)
+        forgetIfIdle(waiter.owner, effects: &effects)
+    }
+
+    /// Drops a token's lease once it holds nothing and tells the I/O layer about idle owners.
+    mutating func forgetIfIdle(_ owner: LockOwner, effects: inout [LockEffect]) {
+        if case .token(let token) = owner, heldBy[owner] == nil { leases[token] = nil }
+        if !isActive(owner) { effects.append(.ownerIdle(owner)) }
+    }
+
+    func describeHolders(_ record: LockRecord) -> String {
+        guard !record.holders.isEmpty else { return "nobody (waiters are ahead)" }
+        var parts = record.holders.prefix(3).map { hold -> String in
+            if case .pid = hold.owner { return "\(hold.owner)" }
+            return "\(hold.owner) (pid \(hold.creator.pid))"
+        }
+        if record.holders.count > 3 { parts.append("\(record.holders.count - 3) more") }
+        return parts.joined(separator: ", ")
+    }
+}
+
+/// Formats seconds with millisecond precision, e.g. `1.5s`.
+func formatSeconds(_ seconds: Double) -> String {
+    let millis = Int((max(0, seconds) * 1000).rounded())
+    let fraction = millis % 1000
+    if fraction == 0 { return "\(millis / 1000)s" }
+    var digits = String(fraction)
+    digits = String(repeating: "0", count: 3 - digits.count) + digits
+    while digits.hasSuffix("0") { digits.removeLast() }
+    return "\(millis / 1000).\(digits)s"
+}
