@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(
             name: "lockd",
             dependencies: [
-                "LockCore", "LockProtocol", "CLockSupport",
+                "LockCore", "LockProtocol", "LockClient", "CLockSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

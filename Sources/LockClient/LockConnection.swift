@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+public import LockProtocol
+
+/// A blocking protocol-v1 connection to lockd over its Unix socket.
+///
+/// Blocking I/O keeps `lockctl` small and quick to start; the file descriptor is public so a
+/// caller can `poll` it together with signals and child processes.
+public final class LockConnection {
+    /// The connected socket.
+    public let fd: Int32
+    /// The socket path this connection reached.
+    public let path: String
+    private var buffer: [UInt8] = []
+    private var nextID: Int64 = 1
+    /// Messages read while waiting for another answer (pushed events, other answers).
+    public private(set) var backlog: [JSONValue] = []
+
+    /// Connects to `path`.
+    /// - Throws: ``ClientError`` with kind `unreachable` or `permissionDenied`.
+    public init(path: String) throws(ClientError) {
+        self.path = path
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ClientError(.unreachable, "cannot create a socket: \(Self.errnoText())") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.utf8.count < capacity else {
+            close(fd)
+            throw ClientError(.unreachable, "socket path is too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: path.utf8)
+            raw[path.utf8.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            if code == EACCES || code == EPERM {
+                throw ClientError(.permissionDenied, "permission denied connecting to lockd at \(path)")
+            }
+            throw ClientError(
+                .unreachable, "lockd is not running at \(path) (\(String(cString: strerror(code))))")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Sends a request built from `op` and `fields`; returns its id.
+    @discardableResult
+    public func send(op: String, _ fields: [(key: String, value: JSONValue)] = []) throws(ClientError) -> RequestID {
+        let id = RequestID.int(nextID)
+        nextID += 1
+        try send(.object([("id", id.json), ("op", .string(op))] + fields))
+        return id
+    }
+
+    /// Sends one JSON line.
+    public func send(_ message: JSONValue) throws(ClientError) {
+        var bytes: [UInt8] = []
+        message.write(to: &bytes)
+        bytes.append(UInt8(ascii: "\n"))
+        try sendRaw(bytes)
+    }
+
+    /// Sends bytes as they are.
+    public func sendRaw(_ bytes: [UInt8]) throws(ClientError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw ClientError(.connectionLost, "lost the connection to lockd at \(path): \(Self.errnoText())")
+            }
+            offset += written
+        }
+    }
+
+    /// Reads the next message, waiting at most `timeout` seconds (`nil`: forever).
+    /// - Returns: the message, or `nil` when the time ran out.
+    public func readMessage(timeout: Double? = nil) throws(ClientError) -> JSONValue? {
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = buffer[..<newline]
+                defer { buffer.removeSubrange(...newline) }
+                do {
+                    return try JSONValue.parse(line)
+                } catch {
+                    throw ClientError(.badResponse, "lockd at \(path) sent a line that is not JSON")
+                }
+            }
+            if let timeout {
+                var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&pfd, 1, Int32(max(0, timeout * 1000)))
+                if ready == 0 { return nil }
+                if ready < 0, errno != EINTR { throw ClientError(.connectionLost, Self.errnoText()) }
+                if ready < 0 { continue }
+            }
+            guard try fill() else {
+                throw ClientError(.connectionLost, "lockd at \(path) closed the connection")
+            }
+        }
+    }
+
+    /// Reads what the socket has (blocking until something arrives); `false` at end of stream.
+    private func fill() throws(ClientError) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ClientError(.connectionLost, "lost the connection to lockd at \(path): \(Self.errnoText())")
+            }
+            if count == 0 { return false }
+            buffer.append(contentsOf: chunk[..<count])
+            return true
+        }
+    }
+
+    /// Whether a complete message is already buffered (so `poll` on ``fd`` would not show it).
+    public var hasBufferedMessage: Bool { buffer.contains(UInt8(ascii: "\n")) }
+
+    /// Waits for the answer to `id`; messages read meanwhile go to ``backlog``.
+    public func response(to id: RequestID, timeout: Double? = nil) throws(ClientError) -> JSONValue {
+        if let index = backlog.firstIndex(where: { $0["id"].flatMap(RequestID.init) == id }) {
+            return backlog.remove(at: index)
+        }
+        let deadline = timeout.map { Self.monotonicSeconds() + $0 }
+        while true {
+            let remaining = deadline.map { max(0, $0 - Self.monotonicSeconds()) }
+            guard let message = try readMessage(timeout: remaining) else {
+                throw ClientError(.timedOut, "lockd at \(path) did not answer in time")
+            }
+            if message["id"].flatMap(RequestID.init) == id { return message }
+            backlog.append(message)
+        }
+    }
+
+    /// Sends a request and waits for its answer.
+    public func call(
+        op: String, _ fields: [(key: String, value: JSONValue)] = [], timeout: Double? = nil
+    ) throws(ClientError) -> JSONValue {
+        let id = try send(op: op, fields)
+        return try response(to: id, timeout: timeout)
+    }
+
+    /// Seconds on the monotonic clock.
+    public static func monotonicSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+}

@@ -1,0 +1,72 @@
+import CLockSupport
+import Glibc
+import LockCore
+import LockProtocol
+import NIOCore
+
+/// The per-connection hot path: each line is decoded, handed to the service synchronously on the
+/// event loop, and answered; writes are flushed once per read burst.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let service: LockService
+    private var session: Session?
+
+    init(service: LockService) {
+        self.service = service
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard let provider = context.channel as? any SocketOptionProvider else {
+            context.close(promise: nil)
+            return
+        }
+        let credentials: EventLoopFuture<lockd_ucred> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        // On the channel's own loop the option is read synchronously, so the session exists
+        // before the first line can arrive.
+        credentials.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let cred):
+                let identity = ClientIdentity(pid: cred.pid, uid: cred.uid, gid: cred.gid)
+                self.session = self.service.open(context: context, identity: identity)
+            case .failure:
+                context.close(promise: nil)
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session else { return }
+        let line = unwrapInboundIn(data)
+        service.handle(line: line.readableBytesView, from: session)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        service.flush()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let session, case ChannelEvent.inputClosed = event {
+            service.inputClosed(session)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let session {
+            self.session = nil
+            service.close(session)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let session, error is LineFrameDecoder.LineTooLong {
+            service.refuseOversizedLine(from: session)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+}

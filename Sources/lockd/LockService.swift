@@ -1,0 +1,252 @@
+import Glibc
+import LockCore
+import LockProtocol
+import Logging
+import NIOCore
+
+/// Serves the lock table to connections. Every method runs on the one event loop that owns it,
+/// so the table needs no lock and every change is seen in order (like Redis' single thread).
+final class LockService {
+    static let serverName = "lockd 0.1.0"
+
+    enum State {
+        case running
+        case draining(grace: Scheduled<Void>?)
+        case finished
+    }
+
+    let loop: any EventLoop
+    let logger: Logger
+    let shutdownGrace: Double
+    private let finished: EventLoopPromise<Void>
+    var table = LockTable()
+    var sessions: [SessionID: Session] = [:]
+    var watchers: [Int32: ProcessWatcher] = [:]
+    var leaseTimers: [String: Scheduled<Void>] = [:]
+    var effects: [LockEffect] = []
+    var scratch: [UInt8] = []
+    var state = State.running
+    var listener: (any Channel)?
+    /// Called once when the service has finished (after shutdown), before `finished` completes.
+    var onFinish: () -> Void = {}
+    private var nextSession: UInt64 = 1
+
+    init(loop: any EventLoop, logger: Logger, shutdownGrace: Double) {
+        self.loop = loop
+        self.logger = logger
+        self.shutdownGrace = shutdownGrace
+        self.finished = loop.makePromise()
+    }
+
+    /// Completes when the service has stopped.
+    var finishedFuture: EventLoopFuture<Void> { finished.futureResult }
+
+    /// A handle to this loop-confined service for `@Sendable` callbacks.
+    var bound: NIOLoopBound<LockService> { NIOLoopBound(self, eventLoop: loop) }
+
+    static func now() -> Moment {
+        var wall = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        return Moment(
+            uptimeNanos: NIODeadline.now().uptimeNanoseconds,
+            unixTime: Double(wall.tv_sec) + Double(wall.tv_nsec) / 1e9)
+    }
+
+    // MARK: - Connections
+
+    func open(context: ChannelHandlerContext, identity: ClientIdentity) -> Session {
+        let session = Session(id: SessionID(nextSession), identity: identity, context: context)
+        nextSession += 1
+        sessions[session.id] = session
+        logger.debug("client connected", metadata: ["session": "\(session.id)", "pid": "\(identity.pid)"])
+        return session
+    }
+
+    func close(_ session: Session) {
+        sessions[session.id] = nil
+        for pending in session.pending.values { pending.timer?.cancel() }
+        session.pending = [:]
+        table.sessionClosed(session.id, now: Self.now(), effects: &effects)
+        applyEffects()
+        flush()
+        checkShutdownProgress()
+    }
+
+    func inputClosed(_ session: Session) {
+        session.inputClosed = true
+        if session.pending.isEmpty { session.context.close(promise: nil) }
+    }
+
+    func refuseOversizedLine(from session: Session) {
+        let error = LockError(.tooLarge, "request line longer than 65536 bytes; closing the connection")
+        send(Response.error(nil, error), to: session)
+        session.needsFlush = false
+        let context = session.context
+        let flushed = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: flushed)
+        flushed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func send(_ message: JSONValue, to session: Session) {
+        session.send(message, scratch: &scratch)
+    }
+
+    /// Flushes every connection written to since the last flush.
+    func flush() {
+        for session in sessions.values where session.needsFlush {
+            session.needsFlush = false
+            session.context.flush()
+        }
+    }
+
+    // MARK: - Effects of the table
+
+    func applyEffects() {
+        var index = 0
+        while index < effects.count {
+            let effect = effects[index]
+            index += 1
+            switch effect {
+            case .granted(let key, let grant):
+                answer(key) { Response.ok($0, Response.grant(grant)) }
+                logger.debug("granted", metadata: ["lock": "\(grant.lock)", "fence": "\(grant.fence)"])
+            case .failed(let key, let error):
+                answer(key) { Response.error($0, error) }
+            case .revoked(let sessionID, let lock, let owner, let reason):
+                logger.info(
+                    "hold revoked", metadata: ["lock": "\(lock)", "owner": "\(owner)", "reason": "\(reason.rawValue)"])
+                if let session = sessions[sessionID] {
+                    send(Response.revoked(lock: lock, owner: owner, reason: reason), to: session)
+                }
+            case .leaseDeadline(let token, let deadline):
+                leaseTimers[token]?.cancel()
+                let bound = self.bound
+                leaseTimers[token] = loop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) {
+                    bound.value.leaseTimerFired(token)
+                }
+            case .ownerIdle(.pid(let pid)):
+                watchers.removeValue(forKey: pid)?.stop()
+            case .ownerIdle(.token(let token)):
+                leaseTimers.removeValue(forKey: token)?.cancel()
+            case .ownerIdle(.session):
+                break
+            }
+        }
+        effects.removeAll(keepingCapacity: true)
+    }
+
+    private func answer(_ key: RequestKey, _ message: (RequestID) -> JSONValue) {
+        guard let session = sessions[key.session], let pending = session.pending.removeValue(forKey: key.tag) else {
+            return
+        }
+        pending.timer?.cancel()
+        send(message(pending.id), to: session)
+        if session.inputClosed, session.pending.isEmpty {
+            session.context.flush()
+            session.context.close(promise: nil)
+        }
+    }
+
+    // MARK: - Timers and watched processes
+
+    func waiterTimerFired(_ key: RequestKey) {
+        table.timeOut(key, now: Self.now(), effects: &effects)
+        applyEffects()
+        flush()
+    }
+
+    func leaseTimerFired(_ token: String) {
+        leaseTimers[token] = nil
+        table.expireLease(token, now: Self.now(), effects: &effects)
+        applyEffects()
+        flush()
+    }
+
+    func processExited(_ watcher: ProcessWatcher) {
+        guard watchers[watcher.pid] === watcher, watcher.hasExited else { return }
+        watchers[watcher.pid] = nil
+        logger.debug("owner process exited", metadata: ["pid": "\(watcher.pid)"])
+        table.ownerGone(.pid(watcher.pid), now: Self.now(), effects: &effects)
+        applyEffects()
+        flush()
+        checkShutdownProgress()
+    }
+
+    /// Checks that `session` may name `pid` as owner (itself, an ancestor with its uid, or any
+    /// process for root) and makes sure the process is watched.
+    func claim(pid: Int32, for session: Session) throws(LockError) {
+        if let watcher = watchers[pid], watcher.hasExited {
+            processExited(watcher)
+        }
+        // Open the pidfd before checking ancestry: if the ancestor check passes afterwards, the
+        // pidfd refers to that very process and not to a later one that reused its pid.
+        var opened: ProcessWatcher?
+        if watchers[pid] == nil {
+            let bound = self.bound
+            let loop = self.loop
+            do {
+                opened = try ProcessWatcher(pid: pid) {
+                    loop.execute {
+                        if let watcher = bound.value.watchers[pid] { bound.value.processExited(watcher) }
+                    }
+                }
+            } catch {
+                throw .invalid("no process with pid \(pid)")
+            }
+        }
+        let identity = session.identity
+        let allowed =
+            identity.isRoot || pid == identity.pid
+            || (ProcFS.isSelfOrAncestor(pid, of: identity.pid) && ProcFS.uid(of: pid) == identity.uid)
+        guard allowed else {
+            opened?.stop()
+            throw .denied("pid \(pid) is neither the client (pid \(identity.pid)) nor an ancestor of it with uid \(identity.uid)")
+        }
+        if let opened { watchers[pid] = opened }
+    }
+
+    // MARK: - Shutdown
+
+    func beginShutdown() {
+        guard case .running = state else { return }
+        listener?.close(promise: nil)
+        table.beginShutdown(now: Self.now(), effects: &effects)
+        applyEffects()
+        flush()
+        let shields = table.openShieldCount
+        if shields > 0 {
+            logger.notice("shutting down: waiting up to \(shutdownGrace)s for \(shields) open shield(s)")
+            let bound = self.bound
+            let grace = loop.scheduleTask(in: .nanoseconds(Int64(Moment.nanos(shutdownGrace)))) {
+                bound.value.logger.warning("shutdown grace ended with open shields; releasing everything")
+                bound.value.finish()
+            }
+            state = .draining(grace: grace)
+        } else {
+            logger.notice("shutting down")
+            state = .draining(grace: nil)
+        }
+        checkShutdownProgress()
+    }
+
+    func checkShutdownProgress() {
+        if case .draining = state, table.openShieldCount == 0 { finish() }
+    }
+
+    func finish() {
+        if case .draining(let grace) = state { grace?.cancel() }
+        guard case .draining = state else { return }
+        state = .finished
+        for session in sessions.values { session.context.close(promise: nil) }
+        for watcher in watchers.values { watcher.stop() }
+        watchers = [:]
+        for timer in leaseTimers.values { timer.cancel() }
+        onFinish()
+        finished.succeed()
+    }
+
+    var isShuttingDown: Bool {
+        if case .running = state { return false }
+        return true
+    }
+}

@@ -1,0 +1,54 @@
+import Glibc
+
+/// What lockd reads about client processes from /proc.
+enum ProcFS {
+    /// The parent pid of `pid`, or `nil` when the process is gone.
+    static func parent(of pid: Int32) -> Int32? {
+        guard let stat = read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else {
+            return nil
+        }
+        // After "pid (comm) " come the state and then the ppid; comm may hold spaces and parentheses.
+        let fields = stat[stat.index(after: close)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 1 else { return nil }
+        return Int32(String(decoding: fields[1], as: UTF8.self))
+    }
+
+    /// The real uid of `pid`, or `nil` when the process is gone.
+    static func uid(of pid: Int32) -> UInt32? {
+        guard let status = read("/proc/\(pid)/status") else { return nil }
+        for line in status.split(separator: UInt8(ascii: "\n")) where line.starts(with: "Uid:".utf8) {
+            let fields = line.split(whereSeparator: { $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: " ") })
+            return fields.count > 1 ? UInt32(String(decoding: fields[1], as: UTF8.self)) : nil
+        }
+        return nil
+    }
+
+    /// Whether `ancestor` is `pid` itself or one of its ancestors.
+    static func isSelfOrAncestor(_ ancestor: Int32, of pid: Int32) -> Bool {
+        var current = pid
+        for _ in 0..<256 {
+            if current == ancestor { return true }
+            guard current > 1, let next = parent(of: current) else { return false }
+            current = next
+        }
+        return false
+    }
+
+    /// The command line of `pid`, arguments joined by spaces and cut at 256 bytes.
+    static func commandLine(of pid: Int32) -> String? {
+        guard var bytes = read("/proc/\(pid)/cmdline", limit: 256), !bytes.isEmpty else { return nil }
+        if bytes.last == 0 { bytes.removeLast() }
+        return String(decoding: bytes.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
+    }
+
+    private static func read(_ path: String, limit: Int = 4096) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        let count = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, limit) }
+        guard count >= 0 else { return nil }
+        bytes.removeSubrange(count...)
+        return bytes
+    }
+}
