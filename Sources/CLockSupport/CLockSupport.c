@@ -104,6 +104,11 @@ pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options opti
         }
         if (options.new_process_group) {
             setpgid(0, 0);
+            if (options.foreground_tty >= 0) {
+                signal(SIGTTOU, SIG_IGN);
+                tcsetpgrp(options.foreground_tty, getpid());
+                signal(SIGTTOU, SIG_DFL);
+            }
         }
         int defaults[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
         for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
@@ -117,6 +122,10 @@ pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options opti
         ssize_t ignored = write(pipefd[1], &err, sizeof(err));
         (void)ignored;
         _exit(127);
+    }
+    if (options.new_process_group) {
+        // Both sides set the group so neither the exec nor a signal can race ahead of it.
+        setpgid(child, child);
     }
     close(pipefd[1]);
     int child_errno = 0;
@@ -133,4 +142,22 @@ pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options opti
         return -1;
     }
     return child;
+}
+
+int lockd_foreground_tty(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (isatty(fd) && tcgetpgrp(fd) == getpgrp()) {
+            return fd;
+        }
+    }
+    return -1;
+}
+
+void lockd_reclaim_tty(int tty) {
+    if (tty < 0) {
+        return;
+    }
+    void (*previous)(int) = signal(SIGTTOU, SIG_IGN);
+    tcsetpgrp(tty, getpgrp());
+    signal(SIGTTOU, previous);
 }

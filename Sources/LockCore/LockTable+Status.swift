@@ -79,3 +79,11 @@ extension LockTable {
         return client.pid
     }
 }
+
+extension LockTable {
+    /// The owners holding or waiting for `name`, holders first.
+    public func owners(of name: LockName) -> [LockOwner] {
+        guard let record = locks[name] else { return [] }
+        return record.holders.map(\.owner) + record.waiters.map(\.owner)
+    }
+}

@@ -40,6 +40,7 @@ extension LockService {
         case .acquire(let lock, let mode, let wait, let spec):
             guard !isShuttingDown else { throw .shuttingDown() }
             let owner = try resolve(spec, for: session, claiming: true)
+            reapExitedOwners(of: lock)
             let ttl: Double? = if case .token(_, let ttl) = spec { ttl } else { nil }
             let key = session.key(id)
             let outcome: AcquireOutcome
@@ -89,6 +90,7 @@ extension LockService {
                 ])
             return [("released", .int(Int64(result.released))), ("deferred", .int(Int64(result.deferred)))]
         case .status(let lock):
+            for pid in Array(watchers.keys) { reapIfExited(pid) }
             return [("locks", Response.locks(table.status(of: lock), commandLine: ProcFS.commandLine(of:)))]
         case .cancel(let request):
             guard table.cancel(session.key(request), now: now, effects: &effects) else {
@@ -96,6 +98,16 @@ extension LockService {
             }
             return []
         }
+    }
+
+    /// A pid owner's exit reaches the loop a moment after the process is gone; a client that
+    /// saw it exit and asks at once must not find its holds still there, so look now.
+    private func reapExitedOwners(of lock: LockName) {
+        for case .pid(let pid) in table.owners(of: lock) { reapIfExited(pid) }
+    }
+
+    private func reapIfExited(_ pid: Int32) {
+        if let watcher = watchers[pid], watcher.hasExited { processExited(watcher) }
     }
 
     private func resolve(_ spec: OwnerSpec, for session: Session, claiming: Bool) throws(LockError) -> LockOwner {

@@ -13,7 +13,9 @@ struct Lockd: ParsableCommand {
         abstract: "Serve named locks over a Unix-domain socket.",
         discussion: "Protocol: one JSON object per line (docs/protocol.md). Talk to it with lockctl.")
 
-    @Option(help: "Socket path (default: /run/lockd/lockd.sock for root, else $XDG_RUNTIME_DIR/lockd/lockd.sock).")
+    @Option(
+        help: "Socket path (default: $LOCKD_SOCKET, else /run/lockd/lockd.sock for root, else $XDG_RUNTIME_DIR/lockd/lockd.sock)."
+    )
     var socket: String?
 
     @Option(help: "Seconds to wait for open shields when stopping.")
@@ -36,7 +38,7 @@ struct Lockd: ParsableCommand {
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             return logger
         }()
-        let path = socket.flatMap { $0.isEmpty ? nil : $0 } ?? SocketPath.defaultPath()
+        let path = SocketPath.resolve(socket)
 
         do {
             if try SocketPreparation.prepare(path: path) {

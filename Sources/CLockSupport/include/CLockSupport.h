@@ -25,7 +25,15 @@ typedef struct {
     int new_process_group;
     /// Signal the child receives when the spawning process dies (PR_SET_PDEATHSIG); 0 for none.
     int parent_death_signal;
+    /// With a new process group: a terminal fd whose foreground group the child takes, or -1.
+    int foreground_tty;
 } lockd_spawn_options;
+
+/// The terminal among fds 0-2 whose foreground process group is the caller's, or -1.
+int lockd_foreground_tty(void);
+
+/// Makes the caller's process group the foreground group of `tty` again (SIGTTOU ignored).
+void lockd_reclaim_tty(int tty);
 
 /// fork + execvp with only async-signal-safe work in the child: the signal mask is cleared,
 /// SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGPIPE go back to their default action, and the child dies with

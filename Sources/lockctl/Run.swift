@@ -1,0 +1,76 @@
+import ArgumentParser
+import LockClient
+import LockProtocol
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Hold a lock while a command runs; exit with the command's status.")
+
+    @Argument(help: "Lock name.") var name: String
+    @OptionGroup var waitOptions: WaitOptions
+    @Flag(help: "Shield the command: hold back SIGINT/SIGTERM/SIGHUP, break and daemon stop until it ends.")
+    var shield = false
+    @OptionGroup var global: GlobalOptions
+    @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("give the command after --, e.g. lockctl run db -- ./migrate") }
+    }
+
+    func run() throws {
+        let signals = TerminationSignals()
+        let context = "run \"\(name)\""
+        let connection = try global.connect(context)
+        // The hold belongs to this connection: if lockctl dies, the hold goes, and CMD with it.
+        let owner = OwnerSpec.session.json
+        _ = try acquireInterruptibly(connection, name: name, owner: owner, wait: waitOptions, signals: signals)
+        if shield {
+            _ = try call(connection, context, op: "shield", [("lock", .string(name)), ("on", true)])
+        }
+        let status = try ChildProcess(arguments: command, shielded: shield)
+            .run(signals: signals, connection: connection, lockName: name)
+        // Release explicitly (a shielded hold may be released by its owner) so that the lock is
+        // free before lockctl exits, not merely once lockd notices the closed connection.
+        _ = try? connection.call(op: "release", [("lock", .string(name)), ("all", true)], timeout: 5)
+        throw ExitCode(status)
+    }
+}
+
+struct Shield: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command with SIGINT/SIGTERM/SIGHUP held back until it ends (no daemon needed), "
+            + "or open/close a shield on a hold (`lockctl shield NAME --on`).")
+
+    @Argument(help: "Lock name, to shield a hold instead of running a command.") var name: String?
+    @Flag(help: "Open a shield on the hold.") var on = false
+    @Flag(help: "Close a shield on the hold.") var off = false
+    @OptionGroup var owner: OwnerOptions
+    @Flag(help: "Print the daemon's answer as JSON.") var json = false
+    @OptionGroup var global: GlobalOptions
+    @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty {
+            guard name != nil, on != off else {
+                throw ValidationError("use `shield -- CMD [ARGS...]` or `shield NAME --on|--off`")
+            }
+        } else if name != nil || on || off {
+            throw ValidationError("`shield -- CMD` takes no lock name; use `run NAME --shield -- CMD`")
+        }
+    }
+
+    func run() throws {
+        guard let name else {
+            let signals = TerminationSignals()
+            throw ExitCode(try ChildProcess(arguments: command, shielded: true).run(
+                signals: signals, connection: nil, lockName: nil))
+        }
+        let context = "shield \"\(name)\""
+        let connection = try global.connect(context)
+        let answer = try call(
+            connection, context, op: "shield", [("lock", .string(name)), ("owner", owner.spec()), ("on", .bool(on))])
+        if json { printLine(JSONValue.object([("depth", answer["depth"] ?? .null)]).serialized) }
+    }
+}

@@ -1,0 +1,37 @@
+import CLockSupport
+import Glibc
+
+/// SIGINT, SIGTERM and SIGHUP, blocked and read through a signalfd so they can be polled
+/// together with the daemon's socket and the child's pidfd.
+struct TerminationSignals {
+    let fd: Int32
+
+    struct Received {
+        var signal: Int32
+        var senderPid: Int32
+        var code: Int32
+    }
+
+    init() {
+        fd = lockd_signalfd_for_termination(0)
+    }
+
+    /// The signals that arrived since the last call.
+    func drain() -> [Received] {
+        var received: [Received] = []
+        while true {
+            var sender: Int32 = 0
+            var code: Int32 = 0
+            let signal = lockd_signalfd_read(fd, &sender, &code)
+            if signal <= 0 { return received }
+            received.append(Received(signal: signal, senderPid: sender, code: code))
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable; returns their readiness in order.
+func waitReadable(_ fds: [Int32], timeout: Int32 = -1) -> [Bool] {
+    var polls = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+    while poll(&polls, nfds_t(polls.count), timeout) < 0, errno == EINTR {}
+    return polls.map { $0.fd >= 0 && $0.revents != 0 }
+}
