@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
         .testTarget(
             name: "LockdTests",
-            dependencies: ["LockClient", "LockProtocol", "CLockSupport"]
+            dependencies: ["LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl"]
         ),
     ]
 )

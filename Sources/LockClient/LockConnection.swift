@@ -128,6 +128,11 @@ public final class LockConnection {
         }
     }
 
+    /// Removes and returns the oldest message in ``backlog``.
+    public func takeBacklog() -> JSONValue? {
+        backlog.isEmpty ? nil : backlog.removeFirst()
+    }
+
     /// Whether a complete message is already buffered (so `poll` on ``fd`` would not show it).
     public var hasBufferedMessage: Bool { buffer.contains(UInt8(ascii: "\n")) }
 
