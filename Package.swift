@@ -56,6 +56,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "lockd-bench",
+            dependencies: ["LockClient", "LockProtocol"],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
         .testTarget(
             name: "LockdTests",

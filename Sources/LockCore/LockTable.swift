@@ -244,7 +244,8 @@ public struct LockTable: Sendable {
             let index = record.waiters.firstIndex(where: { $0.key == key })
         else { return false }
         let message = reason ?? "the wait for lock \"\(name)\" was cancelled"
-        removeWaiter(&record, at: index, name: name, answer: LockError(.cancelled, message), now: now, effects: &effects)
+        removeWaiter(
+            &record, at: index, name: name, answer: LockError(.cancelled, message), now: now, effects: &effects)
         return true
     }
 

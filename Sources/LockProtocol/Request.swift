@@ -122,7 +122,9 @@ extension Request {
             }
             return .renew(token: token, ttl: ttl)
         case "shield":
-            guard let on = try flag(json["on"], field: "on") else { throw .invalid("\"on\" (true or false) is required") }
+            guard let on = try flag(json["on"], field: "on") else {
+                throw .invalid("\"on\" (true or false) is required")
+            }
             return .shield(lock: try lockName(json["lock"]), owner: try ownerSpec(json["owner"]), on: on)
         case "break":
             return .breakLock(lock: try lockName(json["lock"]))

@@ -68,7 +68,9 @@ struct ChildProcess {
             while let message = try connection.readMessage(timeout: 0) {
                 if message["event"]?.string == "revoked" {
                     let reason = message["reason"]?.string ?? "unknown"
-                    printError("warning: lock \"\(lockName ?? "?")\" was taken away (\(reason)); the command goes on unprotected")
+                    printError(
+                        "warning: lock \"\(lockName ?? "?")\" was taken away (\(reason)); the command goes on unprotected"
+                    )
                 }
                 if !connection.hasBufferedMessage { break }
             }
@@ -79,4 +81,3 @@ struct ChildProcess {
         }
     }
 }
-

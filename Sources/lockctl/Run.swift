@@ -64,8 +64,9 @@ struct Shield: ParsableCommand {
     func run() throws {
         guard let name else {
             let signals = TerminationSignals()
-            throw ExitCode(try ChildProcess(arguments: command, shielded: true).run(
-                signals: signals, connection: nil, lockName: nil))
+            throw ExitCode(
+                try ChildProcess(arguments: command, shielded: true).run(
+                    signals: signals, connection: nil, lockName: nil))
         }
         let context = "shield \"\(name)\""
         let connection = try global.connect(context)

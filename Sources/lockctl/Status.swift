@@ -21,7 +21,9 @@ struct Status: ParsableCommand {
             printLine(name == nil ? "no locks held" : "lock \"\(name!)\" is free")
             return
         }
-        var rows = [["LOCK", "STATE", "MODE", "FENCE", "OWNER", "PID", "COUNT", "SHIELD", "SINCE", "EXPIRES", "COMMAND"]]
+        var rows = [
+            ["LOCK", "STATE", "MODE", "FENCE", "OWNER", "PID", "COUNT", "SHIELD", "SINCE", "EXPIRES", "COMMAND"]
+        ]
         for lock in entries {
             let lockName = lock["name"]?.string ?? "?"
             if case .array(let holders) = lock["holders"] ?? .null {

@@ -200,7 +200,8 @@ final class LockService {
             || (ProcFS.isSelfOrAncestor(pid, of: identity.pid) && ProcFS.uid(of: pid) == identity.uid)
         guard allowed else {
             opened?.stop()
-            throw .denied("pid \(pid) is neither the client (pid \(identity.pid)) nor an ancestor of it with uid \(identity.uid)")
+            throw .denied(
+                "pid \(pid) is neither the client (pid \(identity.pid)) nor an ancestor of it with uid \(identity.uid)")
         }
         if let opened { watchers[pid] = opened }
     }

@@ -14,7 +14,8 @@ struct Lockd: ParsableCommand {
         discussion: "Protocol: one JSON object per line (docs/protocol.md). Talk to it with lockctl.")
 
     @Option(
-        help: "Socket path (default: $LOCKD_SOCKET, else /run/lockd/lockd.sock for root, else $XDG_RUNTIME_DIR/lockd/lockd.sock)."
+        help:
+            "Socket path (default: $LOCKD_SOCKET, else /run/lockd/lockd.sock for root, else $XDG_RUNTIME_DIR/lockd/lockd.sock)."
     )
     var socket: String?
 

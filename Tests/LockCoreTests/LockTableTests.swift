@@ -220,7 +220,8 @@ struct LockTableTests {
         let (kb, _) = try h.acquire("x", b, session: 2)
         #expect(try h.shield("x", a, session: 1, on: true) == 1)
         #expect(try h.shield("x", a, session: 1, on: true) == 2)
-        let result = try h.table.breakLock(Harness.name("x"), requester: h.requester(9), now: h.now, effects: &h.effects)
+        let result = try h.table.breakLock(
+            Harness.name("x"), requester: h.requester(9), now: h.now, effects: &h.effects)
         #expect(result.released == 0 && result.deferred == 1)
         #expect(h.takeEffects().isEmpty)
         #expect(try h.shield("x", a, session: 1, on: false) == 1)

@@ -131,7 +131,8 @@ struct LockctlTests {
         _ = try holder.acquire("sw")
         let (run, _) = try spawn(
             Binaries.lockctl, ["run", "sw", "--", "true"], environment: ["LOCKD_SOCKET": daemon.socket])
-        #expect(eventually { ((try? holder.ask("status", [("lock", "sw")]).serialized) ?? "").contains("\"waiters\":[{") })
+        #expect(
+            eventually { ((try? holder.ask("status", [("lock", "sw")]).serialized) ?? "").contains("\"waiters\":[{") })
         kill(run.processIdentifier, SIGINT)
         #expect(waitExit(run) == 128 + SIGINT)
         _ = try holder.ask("release", [("lock", "sw")])
@@ -146,7 +147,10 @@ struct LockctlTests {
             Binaries.lockctl, ["run", "d", "--", "sh", "-c", "echo $$ > \(pidFile); exec sleep 30"],
             environment: ["LOCKD_SOCKET": daemon.socket])
         #expect(eventually { ((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "").hasSuffix("\n") })
-        let child = Int32(((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let child =
+            Int32(
+                ((try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? "").trimmingCharacters(
+                    in: .whitespacesAndNewlines)) ?? 0
         kill(run.processIdentifier, SIGKILL)
         _ = waitExit(run)
         #expect(child > 0)

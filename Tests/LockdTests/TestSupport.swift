@@ -69,7 +69,8 @@ final class Daemon {
     let logPath: String
 
     init(arguments: [String] = [], socketName: String = "lockd.sock") throws {
-        directory = FileManager.default.temporaryDirectory
+        directory =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("lockd-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         socket = directory + "/" + socketName
