@@ -27,8 +27,6 @@ final class LockService {
     var scratch: [UInt8] = []
     var state = State.running
     var listener: (any Channel)?
-    /// Called once when the service has finished (after shutdown), before `finished` completes.
-    var onFinish: () -> Void = {}
     private var nextSession: UInt64 = 1
 
     init(loop: any EventLoop, logger: Logger, shutdownGrace: Double) {
@@ -242,7 +240,6 @@ final class LockService {
         for watcher in watchers.values { watcher.stop() }
         watchers = [:]
         for timer in leaseTimers.values { timer.cancel() }
-        onFinish()
         finished.succeed()
     }
 

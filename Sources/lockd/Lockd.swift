@@ -58,6 +58,19 @@ struct Lockd: ParsableCommand {
             let service = LockService(loop: loop, logger: logger, shutdownGrace: grace)
             return (service.bound, service.finishedFuture)
         }.wait()
+        // Signals are handled before the socket exists: a client that can connect can also stop us.
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        var signalSources: [any DispatchSourceSignal] = []
+        for signalNumber in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                loop.execute { bound.value.beginShutdown() }
+            }
+            source.activate()
+            signalSources.append(source)
+        }
+
         let listener: any Channel
         do {
             listener = try ServerBootstrap(group: group)
@@ -79,24 +92,12 @@ struct Lockd: ParsableCommand {
         chmod(path, 0o666)
         try loop.submit {
             bound.value.listener = listener
-            bound.value.onFinish = { unlink(path) }
         }.wait()
-
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        var signalSources: [any DispatchSourceSignal] = []
-        for signalNumber in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                loop.execute { bound.value.beginShutdown() }
-            }
-            source.activate()
-            signalSources.append(source)
-        }
 
         logger.notice("lockd listening", metadata: ["socket": "\(path)", "pid": "\(getpid())"])
         try finished.wait()
-        try? listener.closeFuture.wait()
+        try? listener.close().wait()
+        unlink(path)
         try? group.syncShutdownGracefully()
         logger.notice("lockd stopped")
     }
