@@ -72,12 +72,18 @@ final class LockService {
 
     func inputClosed(_ session: Session) {
         session.inputClosed = true
-        if session.pending.isEmpty { session.context.close(promise: nil) }
+        if session.pending.isEmpty { closeAfterFlush(session) }
     }
 
     func refuseOversizedLine(from session: Session) {
         let error = LockError(.tooLarge, "request line longer than 65536 bytes; closing the connection")
         send(Response.error(nil, error), to: session)
+        closeAfterFlush(session)
+    }
+
+    /// Closes a connection once everything written to it is out: a plain close would drop
+    /// answers still waiting for the end-of-read flush.
+    func closeAfterFlush(_ session: Session) {
         session.needsFlush = false
         let context = session.context
         let flushed = context.eventLoop.makePromise(of: Void.self)
@@ -139,10 +145,7 @@ final class LockService {
         }
         pending.timer?.cancel()
         send(message(pending.id), to: session)
-        if session.inputClosed, session.pending.isEmpty {
-            session.context.flush()
-            session.context.close(promise: nil)
-        }
+        if session.inputClosed, session.pending.isEmpty { closeAfterFlush(session) }
     }
 
     // MARK: - Timers and watched processes
@@ -236,7 +239,7 @@ final class LockService {
         if case .draining(let grace) = state { grace?.cancel() }
         guard case .draining = state else { return }
         state = .finished
-        for session in sessions.values { session.context.close(promise: nil) }
+        for session in sessions.values { closeAfterFlush(session) }
         for watcher in watchers.values { watcher.stop() }
         watchers = [:]
         for timer in leaseTimers.values { timer.cancel() }
