@@ -239,3 +239,39 @@ struct ProtocolTests {
         #expect(try a.ask("status", [("lock", "nothing")])["locks"] == .array([]))
     }
 }
+
+@Suite("connections and identities", .serialized)
+struct ConnectionTests {
+    @Test("a client that writes a request and half-closes still gets its answer")
+    func halfClose() throws {
+        let daemon = try Daemon()
+        let client = try daemon.connect()
+        try client.sendRaw(Array("{\"id\":1,\"op\":\"ping\"}\n".utf8))
+        shutdown(client.fd, Int32(SHUT_WR))
+        #expect(try client.next()?.isOK == true)
+    }
+
+    @Test("cancel of an id that is not pending is invalid")
+    func cancelUnknown() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.connect().ask("cancel", [("request", 99)]).code == "invalid")
+    }
+
+    @Test(
+        "a non-root client may not claim a process that is not its ancestor, nor release another uid's hold",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    func peerCredentials() throws {
+        let daemon = try Daemon()
+        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.lockctl]
+        let environment = ["LOCKD_SOCKET": daemon.socket]
+        let claim = try execute(
+            "/usr/bin/setpriv", asNobody + ["acquire", "p", "--pid", "1"], environment: environment)
+        #expect(claim.status == 77, "\(claim.stderr)")
+        let root = try daemon.connect()
+        #expect(try root.acquire("mine", [("owner", .object([("pid", .int(Int64(getpid())))]))]).isOK)
+        let release = try execute(
+            "/usr/bin/setpriv", asNobody + ["release", "mine", "--pid", "\(getpid())"], environment: environment)
+        #expect(release.status == 77, "\(release.stderr)")
+        #expect(try root.holders("mine").count == 1)
+    }
+}
