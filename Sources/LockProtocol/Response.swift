@@ -42,40 +42,33 @@ public enum Response {
 
     /// The `locks` array of a status answer; `commandLine` looks up a pid's command line.
     public static func locks(_ locks: [LockStatus], commandLine: (Int32) -> String?) -> JSONValue {
-        .array(
+        func identity(_ owner: LockOwner, pid: Int32, uid: UInt32) -> [(key: String, value: JSONValue)] {
+            [
+                ("owner", ownerJSON(owner)), ("pid", .int(Int64(pid))), ("uid", .int(Int64(uid))),
+                ("cmdline", commandLine(pid).map(JSONValue.string) ?? .null),
+            ]
+        }
+        func holder(_ holder: LockStatus.Holder) -> JSONValue {
+            .object(
+                identity(holder.owner, pid: holder.pid, uid: holder.uid) + [
+                    ("mode", .string(holder.mode.rawValue)), ("count", .int(Int64(holder.count))),
+                    ("fence", .int(Int64(holder.fence))), ("since", .string(Timestamp.format(holder.since))),
+                    ("shielded", .int(Int64(holder.shielded))),
+                    ("expires", holder.expires.map { .string(Timestamp.format($0)) } ?? .null),
+                ])
+        }
+        func waiter(_ waiter: LockStatus.Waiter) -> JSONValue {
+            .object(
+                identity(waiter.owner, pid: waiter.pid, uid: waiter.uid) + [
+                    ("mode", .string(waiter.mode.rawValue)), ("since", .string(Timestamp.format(waiter.since))),
+                ])
+        }
+        return .array(
             locks.map { lock in
                 .object([
                     ("name", .string(lock.name.rawValue)), ("mode", .string(lock.mode.rawValue)),
-                    ("fence", .int(Int64(lock.fence))),
-                    (
-                        "holders",
-                        .array(
-                            lock.holders.map { holder in
-                                .object([
-                                    ("owner", ownerJSON(holder.owner)), ("pid", .int(Int64(holder.pid))),
-                                    ("uid", .int(Int64(holder.uid))),
-                                    ("cmdline", commandLine(holder.pid).map(JSONValue.string) ?? .null),
-                                    ("mode", .string(holder.mode.rawValue)), ("count", .int(Int64(holder.count))),
-                                    ("fence", .int(Int64(holder.fence))),
-                                    ("since", .string(Timestamp.format(holder.since))),
-                                    ("shielded", .int(Int64(holder.shielded))),
-                                    ("expires", holder.expires.map { .string(Timestamp.format($0)) } ?? .null),
-                                ])
-                            })
-                    ),
-                    (
-                        "waiters",
-                        .array(
-                            lock.waiters.map { waiter in
-                                .object([
-                                    ("owner", ownerJSON(waiter.owner)), ("pid", .int(Int64(waiter.pid))),
-                                    ("uid", .int(Int64(waiter.uid))),
-                                    ("cmdline", commandLine(waiter.pid).map(JSONValue.string) ?? .null),
-                                    ("mode", .string(waiter.mode.rawValue)),
-                                    ("since", .string(Timestamp.format(waiter.since))),
-                                ])
-                            })
-                    ),
+                    ("fence", .int(Int64(lock.fence))), ("holders", .array(lock.holders.map(holder))),
+                    ("waiters", .array(lock.waiters.map(waiter))),
                 ])
             })
     }
