@@ -21,11 +21,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         // Thin C helpers for Linux calls Swift cannot make directly (variadic syscall/prctl,
         // fork+exec with async-signal-safe setup, the glibc-hidden ucred layout).
         .target(name: "CLockSupport"),
+        // sd_notify, sd_listen_fds and sd_journal_sendv from Debian's libsystemd-dev.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(
             name: "LockCore",
             dependencies: [.product(name: "DequeModule", package: "swift-collections")],
@@ -40,11 +44,14 @@ let package = Package(
         .executableTarget(
             name: "lockd",
             dependencies: [
-                "LockCore", "LockProtocol", "LockClient", "CLockSupport",
+                "LockCore", "LockProtocol", "LockClient", "CLockSupport", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: strictSettings
         ),

@@ -4,7 +4,7 @@ public struct LockError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Hashable, Sendable {
             case invalid, busy, timeout, deadlock, cancelled, notHeld = "not_held", denied
-            case tooLarge = "too_large", shuttingDown = "shutting_down"
+            case tooLarge = "too_large", shuttingDown = "shutting_down", limit
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -25,6 +25,8 @@ public struct LockError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let denied = Code(.denied)
         /// A request line over the size limit.
         public static let tooLarge = Code(.tooLarge)
+        /// A configured limit of the daemon was reached (e.g. its number of connections).
+        public static let limit = Code(.limit)
         /// The daemon is stopping.
         public static let shuttingDown = Code(.shuttingDown)
 

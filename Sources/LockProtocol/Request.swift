@@ -35,7 +35,7 @@ public enum OwnerSpec: Hashable, Sendable {
     case session
     /// A process.
     case pid(Int32)
-    /// A token lease; `ttl` is required to acquire and ignored elsewhere.
+    /// A token lease; `ttl` is needed to acquire (unless lockd is configured with a default) and ignored elsewhere.
     case token(String, ttl: Double?)
 }
 
@@ -102,10 +102,8 @@ extension Request {
         case "hello": return .hello
         case "ping": return .ping
         case "acquire":
+            // A token without "ttl" is the daemon's to judge: its configuration may give a default.
             let owner = try ownerSpec(json["owner"])
-            if case .token(_, ttl: nil) = owner {
-                throw .invalid("a token owner needs \"ttl\" (seconds, > 0) to acquire")
-            }
             return .acquire(
                 lock: try lockName(json["lock"]), mode: try mode(json["mode"]),
                 wait: try seconds(json["wait"], field: "wait", allowZero: true), owner: owner)

@@ -29,6 +29,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             switch result {
             case .success(let cred):
                 let identity = ClientIdentity(pid: cred.pid, uid: cred.uid, gid: cred.gid)
+                // nil: refused (too many clients); the service answers and closes.
                 self.session = self.service.open(context: context, identity: identity)
             case .failure:
                 context.close(promise: nil)

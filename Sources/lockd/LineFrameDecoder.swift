@@ -1,19 +1,21 @@
 import NIOCore
 
 /// Splits the byte stream into lines (without the newline; a trailing CR is dropped) and refuses
-/// a line longer than `maximumLength` bytes before buffering more of it.
+/// a line longer than `maximumLength()` bytes before buffering more of it. The limit is read
+/// per line, so a configuration reload reaches connections that are already open.
 struct LineFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
     struct LineTooLong: Error {}
 
-    let maximumLength: Int
+    let maximumLength: () -> Int
     private var scanned = 0
 
-    init(maximumLength: Int) { self.maximumLength = maximumLength }
+    init(maximumLength: @escaping () -> Int) { self.maximumLength = maximumLength }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let view = buffer.readableBytesView
+        let maximumLength = maximumLength()
         guard let newline = view.dropFirst(scanned).firstIndex(of: UInt8(ascii: "\n")) else {
             scanned = view.count
             if scanned > maximumLength { throw LineTooLong() }

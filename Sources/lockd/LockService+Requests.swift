@@ -41,7 +41,12 @@ extension LockService {
             guard !isShuttingDown else { throw .shuttingDown() }
             let owner = try resolve(spec, for: session, claiming: true)
             reapExitedOwners(of: lock)
-            let ttl: Double? = if case .token(_, let ttl) = spec { ttl } else { nil }
+            var ttl: Double?
+            if case .token(_, let requested) = spec {
+                ttl = configuration.limits.effectiveTTL(requested)
+                guard ttl != nil else { throw .invalid("a token owner needs \"ttl\" (seconds, > 0) to acquire") }
+            }
+            let wait = configuration.limits.effectiveWait(wait)
             let key = session.key(id)
             let outcome: AcquireOutcome
             do {
@@ -73,7 +78,8 @@ extension LockService {
             return [("count", .int(Int64(left)))]
         case .renew(let token, let ttl):
             let expires = try table.renew(
-                token: token, ttl: ttl, requester: session.requester, now: now, effects: &effects)
+                token: token, ttl: configuration.limits.effectiveTTL(ttl) ?? ttl, requester: session.requester,
+                now: now, effects: &effects)
             return [("expires", .string(Timestamp.format(expires)))]
         case .shield(let lock, let spec, let on):
             let owner = try resolve(spec, for: session, claiming: false)
@@ -85,7 +91,8 @@ extension LockService {
             logger.notice(
                 "lock broken",
                 metadata: [
-                    "lock": "\(lock)", "by_pid": "\(session.identity.pid)", "released": "\(result.released)",
+                    "lock_name": "\(lock)", "client_pid": "\(session.identity.pid)",
+                    "client_uid": "\(session.identity.uid)", "released": "\(result.released)",
                     "deferred": "\(result.deferred)",
                 ])
             return [("released", .int(Int64(result.released))), ("deferred", .int(Int64(result.deferred)))]

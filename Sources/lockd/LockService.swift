@@ -17,7 +17,9 @@ final class LockService {
 
     let loop: any EventLoop
     let logger: Logger
-    let shutdownGrace: Double
+    /// The settings in force; a reload replaces them (``apply(_:)``).
+    var configuration: LockdConfiguration
+    let notifier: SystemdNotifier
     private let finished: EventLoopPromise<Void>
     var table = LockTable()
     var sessions: [SessionID: Session] = [:]
@@ -27,12 +29,17 @@ final class LockService {
     var scratch: [UInt8] = []
     var state = State.running
     var listener: (any Channel)?
+    /// The last STATUS= sent, and whether an update is already scheduled.
+    var reportedStatus = ""
+    var statusUpdatePending = false
+    var watchdogTask: RepeatedTask?
     private var nextSession: UInt64 = 1
 
-    init(loop: any EventLoop, logger: Logger, shutdownGrace: Double) {
+    init(loop: any EventLoop, logger: Logger, configuration: LockdConfiguration, notifier: SystemdNotifier) {
         self.loop = loop
         self.logger = logger
-        self.shutdownGrace = shutdownGrace
+        self.configuration = configuration
+        self.notifier = notifier
         self.finished = loop.makePromise()
     }
 
@@ -52,11 +59,32 @@ final class LockService {
 
     // MARK: - Connections
 
-    func open(context: ChannelHandlerContext, identity: ClientIdentity) -> Session {
+    /// Registers a new connection, or answers one `limit` error and closes it when
+    /// `limits.max_clients` connections are open already.
+    func open(context: ChannelHandlerContext, identity: ClientIdentity) -> Session? {
+        let maxClients = configuration.limits.maxClients
+        guard sessions.count < maxClients else {
+            logger.warning(
+                "refused a connection: too many clients",
+                metadata: [
+                    "client_pid": "\(identity.pid)", "client_uid": "\(identity.uid)", "max_clients": "\(maxClients)",
+                ])
+            let error = LockError(.limit, "lockd serves at most \(maxClients) connections (limits.max_clients)")
+            scratch.removeAll(keepingCapacity: true)
+            Response.error(nil, error).write(to: &scratch)
+            scratch.append(UInt8(ascii: "\n"))
+            let written = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: scratch)), promise: written)
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            return nil
+        }
         let session = Session(id: SessionID(nextSession), identity: identity, context: context)
         nextSession += 1
         sessions[session.id] = session
-        logger.debug("client connected", metadata: ["session": "\(session.id)", "pid": "\(identity.pid)"])
+        logger.debug(
+            "client connected",
+            metadata: ["session": "\(session.id)", "client_pid": "\(identity.pid)", "client_uid": "\(identity.uid)"])
+        stateChanged()
         return session
     }
 
@@ -76,7 +104,8 @@ final class LockService {
     }
 
     func refuseOversizedLine(from session: Session) {
-        let error = LockError(.tooLarge, "request line longer than 65536 bytes; closing the connection")
+        let limit = configuration.limits.maxLineBytes
+        let error = LockError(.tooLarge, "request line longer than \(limit) bytes; closing the connection")
         send(Response.error(nil, error), to: session)
         closeAfterFlush(session)
     }
@@ -101,6 +130,7 @@ final class LockService {
             session.needsFlush = false
             session.context.flush()
         }
+        stateChanged()
     }
 
     // MARK: - Effects of the table
@@ -113,12 +143,17 @@ final class LockService {
             switch effect {
             case .granted(let key, let grant):
                 answer(key) { Response.ok($0, Response.grant(grant)) }
-                logger.debug("granted", metadata: ["lock": "\(grant.lock)", "fence": "\(grant.fence)"])
+                logger.debug(
+                    "granted",
+                    metadata: [
+                        "lock_name": "\(grant.lock)", "lock_fence": "\(grant.fence)", "session": "\(key.session)",
+                    ])
             case .failed(let key, let error):
                 answer(key) { Response.error($0, error) }
             case .revoked(let sessionID, let lock, let owner, let reason):
                 logger.info(
-                    "hold revoked", metadata: ["lock": "\(lock)", "owner": "\(owner)", "reason": "\(reason.rawValue)"])
+                    "hold revoked",
+                    metadata: ["lock_name": "\(lock)", "lock_owner": "\(owner)", "reason": "\(reason.rawValue)"])
                 if let session = sessions[sessionID] {
                     send(Response.revoked(lock: lock, owner: owner, reason: reason), to: session)
                 }
@@ -166,7 +201,7 @@ final class LockService {
     func processExited(_ watcher: ProcessWatcher) {
         guard watchers[watcher.pid] === watcher, watcher.hasExited else { return }
         watchers[watcher.pid] = nil
-        logger.debug("owner process exited", metadata: ["pid": "\(watcher.pid)"])
+        logger.debug("owner process exited", metadata: ["lock_owner_pid": "\(watcher.pid)"])
         table.ownerGone(.pid(watcher.pid), now: Self.now(), effects: &effects)
         applyEffects()
         flush()
@@ -216,15 +251,19 @@ final class LockService {
         applyEffects()
         flush()
         let shields = table.openShieldCount
+        let grace = configuration.shutdownGrace
         if shields > 0 {
-            logger.notice("shutting down: waiting up to \(shutdownGrace)s for \(shields) open shield(s)")
+            let status = "stopping: waiting up to \(grace)s for \(shields) open shield(s)"
+            notifier.stopping(status: status)
+            logger.notice("\(status)")
             let bound = self.bound
-            let grace = loop.scheduleTask(in: .nanoseconds(Int64(Moment.nanos(shutdownGrace)))) {
+            let timer = loop.scheduleTask(in: .nanoseconds(Int64(Moment.nanos(grace)))) {
                 bound.value.logger.warning("shutdown grace ended with open shields; releasing everything")
                 bound.value.finish()
             }
-            state = .draining(grace: grace)
+            state = .draining(grace: timer)
         } else {
+            notifier.stopping(status: "stopping")
             logger.notice("shutting down")
             state = .draining(grace: nil)
         }
@@ -243,6 +282,7 @@ final class LockService {
         for watcher in watchers.values { watcher.stop() }
         watchers = [:]
         for timer in leaseTimers.values { timer.cancel() }
+        watchdogTask?.cancel()
         finished.succeed()
     }
 

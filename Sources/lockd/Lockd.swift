@@ -1,105 +1,93 @@
 import ArgumentParser
-import Dispatch
 import Glibc
-import LockClient
 import Logging
-import NIOCore
-import NIOPosix
+import ServiceLifecycle
+import UnixSignals
 
 @main
-struct Lockd: ParsableCommand {
+struct Lockd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lockd",
         abstract: "Serve named locks over a Unix-domain socket.",
-        discussion: "Protocol: one JSON object per line (docs/protocol.md). Talk to it with lockctl.")
+        discussion: """
+            Protocol: one JSON object per line (docs/protocol.md). Talk to it with lockctl.
+            Settings come from the configuration file (config/lockd.toml documents each key); the \
+            options below override it. SIGHUP reloads the file; SIGTERM or SIGINT stops lockd gracefully.
+            Exit status: 0 after a stop, 1 when it cannot serve its socket, 78 for a bad configuration.
+            """)
+
+    @Option(help: "Configuration file (default: \(LockdConfiguration.defaultFile), if it exists).")
+    var config: String?
 
     @Option(
         help:
-            "Socket path (default: $LOCKD_SOCKET, else /run/lockd/lockd.sock for root, else $XDG_RUNTIME_DIR/lockd/lockd.sock)."
+            "Socket path (default: $LOCKD_SOCKET, else socket.path of the file, else /run/lockd/lockd.sock for root, else $XDG_RUNTIME_DIR/lockd/lockd.sock)."
     )
     var socket: String?
 
-    @Option(help: "Seconds to wait for open shields when stopping.")
-    var shutdownGrace: Double = 30
+    @Option(help: "Seconds to wait for open shields when stopping (shutdown.grace).")
+    var shutdownGrace: Double?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (log.level).")
+    var logLevel: String?
+
+    @Option(help: "Where logs go: auto (the journal under systemd, else stderr), journal, stderr (log.target).")
+    var log: String?
 
     func validate() throws {
-        guard shutdownGrace >= 0, shutdownGrace.isFinite else {
+        if let shutdownGrace, !(shutdownGrace >= 0 && shutdownGrace.isFinite) {
             throw ValidationError("--shutdown-grace must be a number of seconds >= 0")
         }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("unknown --log-level \(logLevel)")
+        }
+        if let log, LockdConfiguration.LogTarget(rawValue: log) == nil {
+            throw ValidationError("unknown --log \(log) (auto, journal, stderr)")
+        }
     }
 
-    func run() throws {
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
-        let logger = {
-            var logger = Logger(label: "lockd")
-            logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            return logger
-        }()
-        let path = SocketPath.resolve(socket)
-
+    func run() async throws {
+        let overrides = ConfigurationOverrides(
+            socket: socket, shutdownGrace: shutdownGrace, logLevel: logLevel.flatMap(Logger.Level.init(rawValue:)),
+            logTarget: log.flatMap(LockdConfiguration.LogTarget.init(rawValue:)),
+            environmentSocket: getenv("LOCKD_SOCKET").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 })
+        let file = config ?? LockdConfiguration.defaultFile
+        let configuration: LockdConfiguration
         do {
-            if try SocketPreparation.prepare(path: path) {
-                logger.notice("removed stale socket file", metadata: ["socket": "\(path)"])
-            }
+            configuration = overrides.apply(to: try ConfigurationFile.load(file, required: config != nil))
         } catch {
-            FileHandleStderr.write("lockd: refusing to start: \(error)\n")
+            FileHandleStderr.write("lockd: bad configuration: \(error)\n")
+            throw ExitCode(78)
+        }
+
+        let level = SharedLogLevel(configuration.logLevel)
+        let toJournal =
+            configuration.logTarget == .journal
+            || (configuration.logTarget == .auto && JournalLogHandler.isStderrTheJournal)
+        LoggingSystem.bootstrap { label -> any LogHandler in
+            if toJournal { return JournalLogHandler(label: label, level: level) }
+            return StderrLogHandler(label: label, level: level)
+        }
+        let logger = Logger(label: "lockd")
+
+        // SIGHUP is trapped before anything can send it: its default action would kill lockd.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let server = try LockdServer(configuration: configuration, logger: logger)
+        let reloader = ConfigurationReloader(
+            file: file, fileIsRequired: config != nil, overrides: overrides, initial: configuration,
+            hangups: hangups, server: server, logLevel: level, logger: logger)
+        // The group traps SIGTERM/SIGINT before it starts the server, which binds the socket:
+        // a client that can connect can also stop lockd gracefully.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server), .init(service: reloader)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let failure as LockdServer.StartupFailure {
+            FileHandleStderr.write("lockd: \(failure)\n")
             throw ExitCode(1)
         }
-
-        // One event loop owns the whole lock table: no locks on the hot path, strict ordering.
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
-        let grace = shutdownGrace
-        let (bound, finished) = try loop.submit {
-            let service = LockService(loop: loop, logger: logger, shutdownGrace: grace)
-            return (service.bound, service.finishedFuture)
-        }.wait()
-        // Signals are handled before the socket exists: a client that can connect can also stop us.
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        var signalSources: [any DispatchSourceSignal] = []
-        for signalNumber in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                loop.execute { bound.value.beginShutdown() }
-            }
-            source.activate()
-            signalSources.append(source)
-        }
-
-        let listener: any Channel
-        do {
-            listener = try ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 1024)
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(LineFrameDecoder(maximumLength: 65536)))
-                        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(service: bound.value))
-                    }
-                }
-                .bind(unixDomainSocketPath: path)
-                .wait()
-        } catch {
-            FileHandleStderr.write("lockd: cannot listen on \(path): \(error)\n")
-            throw ExitCode(1)
-        }
-        chmod(path, 0o666)
-        try loop.submit {
-            bound.value.listener = listener
-        }.wait()
-
-        logger.notice("lockd listening", metadata: ["socket": "\(path)", "pid": "\(getpid())"])
-        try finished.wait()
-        try? listener.close().wait()
-        unlink(path)
-        try? group.syncShutdownGracefully()
-        logger.notice("lockd stopped")
     }
 }
 

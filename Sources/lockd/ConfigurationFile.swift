@@ -1,0 +1,202 @@
+import Foundation
+import Glibc
+import Logging
+import TOMLKit
+
+/// A configuration file that could not be used, named by file, line and key.
+struct ConfigurationError: Error, CustomStringConvertible {
+    var file: String
+    var line: Int?
+    var key: String?
+    var message: String
+
+    var description: String {
+        let place = line.map { "\(file):\($0)" } ?? file
+        return key.map { "\(place): \($0): \(message)" } ?? "\(place): \(message)"
+    }
+}
+
+/// Reads `lockd.toml` (TOMLKit parses it) into a ``LockdConfiguration``.
+///
+/// Unknown sections and keys are errors: a misspelt limit that silently keeps its default is
+/// worse than a daemon that refuses to start and says where the typo is.
+enum ConfigurationFile {
+    /// Reads `path`. A missing file is an error only when `required` (it was named on the
+    /// command line); the default file may be absent, and then the defaults apply.
+    static func load(_ path: String, required: Bool) throws(ConfigurationError) -> LockdConfiguration {
+        guard access(path, F_OK) == 0 || required else { return LockdConfiguration() }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ConfigurationError(file: path, message: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { break }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw ConfigurationError(file: path, message: String(cString: strerror(errno))) }
+            bytes += chunk[..<count]
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigurationError(file: path, message: "not UTF-8 text")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses the text of a configuration file; `file` names it in errors.
+    static func parse(_ text: String, file: String) throws(ConfigurationError) -> LockdConfiguration {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(file: file, line: error.source.begin.line, message: error.description)
+        } catch {
+            throw ConfigurationError(file: file, message: "\(error)")
+        }
+        var reader = Reader(file: file, lines: text.split(separator: "\n", omittingEmptySubsequences: false))
+        var configuration = LockdConfiguration()
+        for section in root.keys {
+            let sections = schema.keys.sorted().map { "[\($0)]" }.joined(separator: ", ")
+            guard let table = root[section]?.table else {
+                throw reader.error(section: nil, key: section, "unknown key; settings belong in \(sections)")
+            }
+            guard let keys = schema[section] else {
+                throw reader.error(section: nil, key: section, "unknown section; known are \(sections)")
+            }
+            for key in table.keys {
+                guard let apply = keys[key] else {
+                    throw reader.error(section: section, key: key, "unknown key (known: \(keys.keys.sorted()))")
+                }
+                reader.section = section
+                reader.key = key
+                try apply(&reader, table[key]!, &configuration)
+            }
+        }
+        return configuration
+    }
+
+    private typealias Apply =
+        @Sendable (inout Reader, any TOMLValueConvertible, inout LockdConfiguration) throws(ConfigurationError) -> Void
+
+    private static let schema: [String: [String: Apply]] = [
+        "socket": [
+            "path": { reader, value, configuration throws(ConfigurationError) in
+                let path = try reader.string(value)
+                guard path.hasPrefix("/") else { throw reader.error("must be an absolute path") }
+                configuration.socketPath = path
+            },
+            "mode": { reader, value, configuration throws(ConfigurationError) in
+                let mode = try reader.integer(value, in: 0...0o777, hint: "a mode such as 0o660")
+                configuration.socketMode = UInt32(mode)
+            },
+        ],
+        "shutdown": [
+            "grace": { reader, value, configuration throws(ConfigurationError) in
+                guard let grace = try reader.seconds(value, allowZero: true) else {
+                    throw reader.error("must be a finite number of seconds")
+                }
+                configuration.shutdownGrace = grace
+            }
+        ],
+        "limits": [
+            "max_line_bytes": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxLineBytes = try reader.integer(value, in: 256...(64 << 20))
+            },
+            "max_clients": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxClients = try reader.integer(value, in: 1...1_000_000)
+            },
+            "default_wait": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.defaultWait = try reader.seconds(value, allowZero: true)
+            },
+            "max_wait": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxWait = try reader.seconds(value, allowZero: true)
+            },
+            "default_ttl": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.defaultTTL = try reader.seconds(value, allowZero: false)
+            },
+            "max_ttl": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxTTL = try reader.seconds(value, allowZero: false)
+            },
+        ],
+        "log": [
+            "level": { reader, value, configuration throws(ConfigurationError) in
+                let name = try reader.string(value)
+                guard let level = Logger.Level(rawValue: name) else {
+                    throw reader.error("unknown level \"\(name)\" (\(Logger.Level.allCases.map(\.rawValue)))")
+                }
+                configuration.logLevel = level
+            },
+            "target": { reader, value, configuration throws(ConfigurationError) in
+                let name = try reader.string(value)
+                guard let target = LockdConfiguration.LogTarget(rawValue: name) else {
+                    throw reader.error(
+                        "unknown target \"\(name)\" (\(LockdConfiguration.LogTarget.allCases.map(\.rawValue)))")
+                }
+                configuration.logTarget = target
+            },
+        ],
+    ]
+
+    /// Typed access to values, with errors that point at the line of the key being read.
+    private struct Reader {
+        let file: String
+        let lines: [Substring]
+        var section: String?
+        var key: String?
+
+        init(file: String, lines: [Substring]) {
+            self.file = file
+            self.lines = lines
+        }
+
+        func string(_ value: any TOMLValueConvertible) throws(ConfigurationError) -> String {
+            guard let string = value.string else { throw error("must be a string") }
+            return string
+        }
+
+        func integer(
+            _ value: any TOMLValueConvertible, in range: ClosedRange<Int>, hint: String? = nil
+        ) throws(ConfigurationError) -> Int {
+            guard let number = value.int, range.contains(number) else {
+                throw error("must be \(hint ?? "an integer") in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return number
+        }
+
+        /// A duration in seconds; `inf` means unbounded and reads as `nil`.
+        func seconds(_ value: any TOMLValueConvertible, allowZero: Bool) throws(ConfigurationError) -> Double? {
+            let number = value.double ?? value.int.map(Double.init)
+            guard let number, !number.isNaN, allowZero ? number >= 0 : number > 0 else {
+                throw error("must be a number of seconds \(allowZero ? ">= 0" : "> 0") (or inf)")
+            }
+            return number.isInfinite ? nil : number
+        }
+
+        func error(_ message: String) -> ConfigurationError {
+            error(section: section, key: key ?? "", message)
+        }
+
+        func error(section: String?, key: String, _ message: String) -> ConfigurationError {
+            let name = section.map { "\($0).\(key)" } ?? key
+            return ConfigurationError(file: file, line: line(of: key, in: section), key: name, message: message)
+        }
+
+        /// The line that sets `key` in `section` (TOMLKit keeps no positions for values).
+        private func line(of key: String, in section: String?) -> Int? {
+            var current: String?
+            for (index, raw) in lines.enumerated() {
+                let text = raw.trimmingCharacters(in: .whitespaces)
+                if text.hasPrefix("[") {
+                    let header = text.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+                    if section == nil, header == key { return index + 1 }
+                    current = header
+                    continue
+                }
+                guard current == section, text.hasPrefix(key) else { continue }
+                let rest = text.dropFirst(key.count).drop { $0 == " " || $0 == "\t" }
+                if rest.hasPrefix("=") { return index + 1 }
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Logging
+
+/// Everything lockd reads from its configuration file, with the built-in defaults.
+///
+/// `config/lockd.toml` documents each key; `docs/configuration.md` says which ones a reload
+/// (SIGHUP) changes at run time.
+struct LockdConfiguration: Equatable, Sendable {
+    /// Where lockd reads its configuration when `--config` is not given.
+    static let defaultFile = "/etc/lockd/lockd.toml"
+
+    /// The socket to bind when not socket-activated; `nil` is the per-user default.
+    var socketPath: String?
+    /// The mode of a socket lockd binds itself (socket activation leaves it to the unit).
+    var socketMode: UInt32 = 0o666
+    /// Seconds a stop waits for open shields before it releases everything.
+    var shutdownGrace: Double = 30
+    var limits = Limits()
+    var logLevel: Logger.Level = .info
+    var logTarget: LogTarget = .auto
+
+    /// The settings a reload may change while clients stay connected.
+    struct Limits: Equatable, Sendable {
+        /// Longest request line in bytes; a longer one is answered `too_large` and the client dropped.
+        var maxLineBytes = 65536
+        /// Open connections; one more gets a `limit` error line and is closed.
+        var maxClients = 4096
+        /// The wait of an acquire that names none; `nil` waits until granted.
+        var defaultWait: Double?
+        /// Longer waits are shortened to this; `nil` for no bound.
+        var maxWait: Double?
+        /// The lease of a token acquire that names no ttl; `nil` makes `ttl` required.
+        var defaultTTL: Double?
+        /// Longer leases (acquire and renew) are shortened to this; `nil` for no bound.
+        var maxTTL: Double?
+
+        /// The wait an acquire gets once the defaults and bounds are applied.
+        func effectiveWait(_ requested: Double?) -> Double? {
+            bounded(requested ?? defaultWait, by: maxWait)
+        }
+
+        /// The lease a token gets once the defaults and bounds are applied.
+        func effectiveTTL(_ requested: Double?) -> Double? {
+            bounded(requested ?? defaultTTL, by: maxTTL)
+        }
+
+        private func bounded(_ value: Double?, by bound: Double?) -> Double? {
+            guard let bound else { return value }
+            return min(value ?? bound, bound)
+        }
+    }
+
+    /// Where log records go.
+    enum LogTarget: String, Equatable, Sendable, CaseIterable {
+        /// The journal when stderr is connected to it (`$JOURNAL_STREAM`), else stderr.
+        case auto
+        case journal
+        case stderr
+    }
+}

@@ -1,0 +1,99 @@
+import Glibc
+import LockClient
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The lock service as a swift-service-lifecycle `Service`: it listens (on systemd's socket or
+/// its own), says READY=1, and on graceful shutdown drains open shields before it returns.
+struct LockdServer: Service {
+    /// Why lockd cannot start; printed as one line.
+    struct StartupFailure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let service: NIOLoopBound<LockService>
+    let notifier = SystemdNotifier()
+    private let group: MultiThreadedEventLoopGroup
+    private let socketPath: String
+    private let socketMode: UInt32
+    private let logger: Logger
+    private let finished: EventLoopFuture<Void>
+
+    init(configuration: LockdConfiguration, logger: Logger) throws {
+        // One event loop owns the whole lock table: no locks on the hot path, strict ordering.
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let notifier = self.notifier
+        (service, finished) = try loop.submit {
+            let service = LockService(loop: loop, logger: logger, configuration: configuration, notifier: notifier)
+            return (service.bound, service.finishedFuture)
+        }.wait()
+        socketPath = configuration.socketPath ?? SocketPath.defaultPath()
+        socketMode = configuration.socketMode
+        self.logger = logger
+    }
+
+    func run() async throws {
+        let (listener, ownsPath) = try await listen()
+        let service = self.service
+        let loop = service.eventLoop
+        try await loop.submit {
+            service.value.listener = listener
+            service.value.announceReady()
+        }.get()
+        try await withGracefulShutdownHandler {
+            try await finished.get()
+        } onGracefulShutdown: {
+            loop.execute { service.value.beginShutdown() }
+        }
+        try? await listener.close()
+        if ownsPath { unlink(socketPath) }
+        try await group.shutdownGracefully()
+        logger.notice("lockd stopped")
+    }
+
+    /// Takes the socket systemd passed, or prepares the path and binds one.
+    /// - Returns: the listening channel, and whether lockd made the socket file (and removes it).
+    private func listen() async throws -> (any Channel, Bool) {
+        let service = self.service
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let decoder = LineFrameDecoder { service.value.configuration.limits.maxLineBytes }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
+                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(service: service.value))
+                }
+            }
+        do {
+            if let fd = try SocketActivation.inheritedSocket() {
+                let channel = try await bootstrap.withBoundSocket(fd).get()
+                logger.notice(
+                    "lockd listening (socket activation)",
+                    metadata: ["socket": "\(SocketActivation.boundPath(of: fd))", "pid": "\(getpid())"])
+                return (channel, false)
+            }
+        } catch let failure as SocketActivation.Failure {
+            throw StartupFailure(description: failure.description)
+        }
+        do {
+            if try SocketPreparation.prepare(path: socketPath) {
+                logger.notice("removed stale socket file", metadata: ["socket": "\(socketPath)"])
+            }
+        } catch {
+            throw StartupFailure(description: "refusing to start: \(error)")
+        }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(unixDomainSocketPath: socketPath).get()
+        } catch {
+            throw StartupFailure(description: "cannot listen on \(socketPath): \(error)")
+        }
+        chmod(socketPath, mode_t(socketMode))
+        logger.notice("lockd listening", metadata: ["socket": "\(socketPath)", "pid": "\(getpid())"])
+        return (channel, true)
+    }
+}
