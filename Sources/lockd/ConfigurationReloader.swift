@@ -6,7 +6,7 @@ import UnixSignals
 /// Re-reads the configuration file on SIGHUP. What can change at run time (log level, limits,
 /// waits, leases, shutdown grace) changes, and each change is logged; a bad file is logged and
 /// the configuration in force stays.
-struct ConfigurationReloader: Service {
+struct ConfigurationReloader: Service, CustomStringConvertible {
     let file: String
     let fileIsRequired: Bool
     let overrides: ConfigurationOverrides
@@ -15,6 +15,8 @@ struct ConfigurationReloader: Service {
     let server: LockdServer
     let logLevel: SharedLogLevel
     let logger: Logger
+
+    var description: String { "ConfigurationReloader(\(file))" }
 
     func run() async {
         var current = initial

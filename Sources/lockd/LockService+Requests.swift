@@ -59,6 +59,11 @@ extension LockService {
             }
             switch outcome {
             case .granted(let grant):
+                logger.debug(
+                    "granted",
+                    metadata: [
+                        "lock_name": "\(grant.lock)", "lock_fence": "\(grant.fence)", "session": "\(session.id)",
+                    ])
                 return Response.grant(grant)
             case .queued(let deadline):
                 var timer: Scheduled<Void>?

@@ -7,7 +7,7 @@ import ServiceLifecycle
 
 /// The lock service as a swift-service-lifecycle `Service`: it listens (on systemd's socket or
 /// its own), says READY=1, and on graceful shutdown drains open shields before it returns.
-struct LockdServer: Service {
+struct LockdServer: Service, CustomStringConvertible {
     /// Why lockd cannot start; printed as one line.
     struct StartupFailure: Error, CustomStringConvertible {
         var description: String
@@ -20,6 +20,8 @@ struct LockdServer: Service {
     private let socketMode: UInt32
     private let logger: Logger
     private let finished: EventLoopFuture<Void>
+
+    var description: String { "LockdServer" }
 
     init(configuration: LockdConfiguration, logger: Logger) throws {
         // One event loop owns the whole lock table: no locks on the hot path, strict ordering.

@@ -65,23 +65,34 @@ func eventually(timeout: Double = 5, _ condition: () throws -> Bool) rethrows ->
 final class Daemon {
     let directory: String
     let socket: String
-    let process: Process
+    let process: ChildProcess
     let logPath: String
+    let configPath: String
 
-    init(arguments: [String] = [], socketName: String = "lockd.sock") throws {
+    /// Starts lockd with `arguments` and the configuration text `config` (written to
+    /// `configPath`). `launcher` runs lockd through another program (e.g. systemd-socket-activate),
+    /// and then `arguments` and `environment` are the launcher's business.
+    init(
+        arguments: [String] = [], socketName: String = "lockd.sock", config: String = "[log]\nlevel = \"debug\"\n",
+        environment: [String: String] = [:],
+        launcher: ((_ socket: String, _ lockdArguments: [String]) -> [String])? = nil,
+        waitForSocket: Bool = true
+    ) throws {
         directory =
             FileManager.default.temporaryDirectory
             .appendingPathComponent("lockd-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         socket = directory + "/" + socketName
         logPath = directory + "/lockd.log"
+        configPath = directory + "/lockd.toml"
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: Binaries.lockd)
-        process.arguments = ["--socket", socket, "--log-level", "debug"] + arguments
-        process.standardError = FileHandle(forWritingAtPath: logPath)
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let lockdArguments = ["--config", configPath] + arguments
+        let command =
+            launcher?(socket, [Binaries.lockd] + lockdArguments)
+            ?? [Binaries.lockd, "--socket", socket] + lockdArguments
+        process = try ChildProcess(command, environment: environment, output: logPath)
+        guard waitForSocket else { return }
         let up = eventually { (try? LockConnection(path: socket)) != nil }
         if !up { Issue.record("lockd did not start: \(log)") }
     }
@@ -134,7 +145,7 @@ func spawn(_ path: String, _ arguments: [String], environment: [String: String] 
     return (process, out)
 }
 
-func waitExit(_ process: Process, timeout: Double = 10) -> Int32? {
+func waitExit(_ process: some RunningProcess, timeout: Double = 10) -> Int32? {
     guard eventually(timeout: timeout, { !process.isRunning }) else {
         kill(process.processIdentifier, SIGKILL)
         return nil
@@ -171,4 +182,137 @@ extension JSONValue {
     var code: String? { self["error"]?["code"]?.string }
     var isOK: Bool { self["ok"]?.bool == true }
     var intValue: Int64? { if case .int(let value) = self { value } else { nil } }
+}
+
+/// A Unix datagram socket a test binds in place of systemd's notify socket or the journal's.
+final class DatagramListener {
+    let path: String
+    private let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard bound == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        chmod(path, 0o666)
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// The next datagram, or nil when none arrives within `timeout` seconds.
+    func receive(timeout: Double) -> [UInt8]? {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, Int32(timeout * 1000)) == 1 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return count >= 0 ? Array(buffer[..<count]) : nil
+    }
+
+    /// Datagrams as `KEY=value` maps, with the time each arrived, until `until` says stop or
+    /// `timeout` seconds pass.
+    func collect(timeout: Double, until: ([(Date, [String: String])]) -> Bool) -> [(Date, [String: String])] {
+        var received: [(Date, [String: String])] = []
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline, !until(received) {
+            guard let datagram = receive(timeout: max(0.01, deadline.timeIntervalSinceNow)) else { break }
+            received.append((Date(), Self.fields(datagram)))
+        }
+        return received
+    }
+
+    /// Parses newline-separated `KEY=value` lines and the journal's binary form for values with
+    /// newlines (`KEY\n`, a little-endian 64-bit length, the value, `\n`).
+    static func fields(_ datagram: [UInt8]) -> [String: String] {
+        var fields: [String: String] = [:]
+        var index = 0
+        while index < datagram.count {
+            let end = datagram[index...].firstIndex(of: UInt8(ascii: "\n")) ?? datagram.count
+            let line = datagram[index..<end]
+            if let equals = line.firstIndex(of: UInt8(ascii: "=")) {
+                fields[String(decoding: line[..<equals], as: UTF8.self)] = String(
+                    decoding: line[(equals + 1)...], as: UTF8.self)
+                index = end + 1
+            } else if end + 9 <= datagram.count {
+                var length = 0
+                for shift in 0..<8 { length |= Int(datagram[end + 1 + shift]) << (8 * shift) }
+                let start = end + 9
+                let stop = min(datagram.count, start + length)
+                fields[String(decoding: line, as: UTF8.self)] = String(decoding: datagram[start..<stop], as: UTF8.self)
+                index = stop + 1
+            } else {
+                break
+            }
+        }
+        return fields
+    }
+}
+
+/// What tests ask of a started process, whichever way it was started.
+protocol RunningProcess {
+    var processIdentifier: Int32 { get }
+    var isRunning: Bool { get }
+    var terminationStatus: Int32 { get }
+}
+
+extension Process: RunningProcess {}
+
+/// A process started with posix_spawn, for lockd and its launchers.
+///
+/// Foundation's `Process` takes the closing of a descriptor it hands the child as the child's
+/// exit; systemd-socket-activate closes every descriptor before it execs lockd, and Foundation
+/// then blocks in waitpid and stops reaping every other child of the test.
+final class ChildProcess: RunningProcess {
+    let processIdentifier: Int32
+    private var status: Int32?
+
+    init(_ command: [String], environment: [String: String], output: String) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_APPEND, 0)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let argv = command.map { strdup($0) } + [nil]
+        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, command[0], &actions, nil, argv, envp)
+        guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .EIO) }
+        processIdentifier = pid
+    }
+
+    var isRunning: Bool {
+        guard status == nil else { return false }
+        var raw: Int32 = 0
+        guard waitpid(processIdentifier, &raw, WNOHANG) == processIdentifier else { return true }
+        status = raw
+        return false
+    }
+
+    /// The exit status, or the signal number for a process killed by a signal (as `Process`).
+    var terminationStatus: Int32 {
+        let raw = status ?? 0
+        return raw & 0x7f == 0 ? (raw >> 8) & 0xff : raw & 0x7f
+    }
+
+    func waitUntilExit() {
+        guard status == nil else { return }
+        var raw: Int32 = 0
+        while waitpid(processIdentifier, &raw, 0) < 0, errno == EINTR {}
+        status = raw
+    }
 }

@@ -1,0 +1,114 @@
+import Foundation
+import LockClient
+import LockProtocol
+import Testing
+
+/// A fresh directory for sockets a test binds before lockd starts.
+func scratchDirectory() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("lockd-sd-\(UUID().uuidString.prefix(8))")
+        .path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+@Suite("lockd under systemd", .serialized)
+struct SystemdTests {
+    @Test("systemd-socket-activate -l PATH: lockd serves the socket it inherits and leaves its file alone")
+    func socketActivation() throws {
+        let daemon = try Daemon { socket, lockd in ["/usr/bin/systemd-socket-activate", "-l", socket] + lockd }
+        let client = try daemon.connect()
+        #expect(try client.acquire("activated").isOK)
+        #expect(try client.holders("activated").count == 1)
+        #expect(try daemon.lockctl("status", "activated").stdout.contains("activated"))
+        #expect(daemon.log.contains("socket activation"), "\(daemon.log)")
+        #expect(daemon.stop(signal: SIGTERM) == 0)
+        #expect(FileManager.default.fileExists(atPath: daemon.socket), "the socket belongs to the service manager")
+    }
+
+    @Test(
+        "NOTIFY_SOCKET: READY=1 with a STATUS, STATUS follows the table, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1"
+    )
+    func notify() throws {
+        let scratch = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let listener = try DatagramListener(path: scratch + "/notify")
+        let daemon = try Daemon(environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "300000"])
+
+        let ready = listener.collect(timeout: 5) { $0.last?.1["READY"] == "1" }
+        let readyFields = try #require(ready.last?.1)
+        #expect(readyFields["READY"] == "1")
+        #expect(readyFields["STATUS"] == "serving 0 clients, 0 locks held, 0 waiters", "\(readyFields)")
+
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("n").isOK)
+        #expect(try holder.ask("shield", [("lock", "n"), ("on", true)]).isOK)
+        let waiter = try daemon.connect()
+        _ = try waiter.send(op: "acquire", [("lock", "n")])
+        let updates = listener.collect(timeout: 3) { $0.last?.1["STATUS"]?.contains("1 waiter") == true }
+        #expect(updates.last?.1["STATUS"] == "serving 2 clients, 1 lock held, 1 waiter", "\(updates.map(\.1))")
+
+        // 300 ms watchdog: a ping every 150 ms, sent from the event loop.
+        let pings = listener.collect(timeout: 1.6) { _ in false }.filter { $0.1["WATCHDOG"] == "1" }.map(\.0)
+        #expect((8...13).contains(pings.count), "\(pings.count) pings in 1.6 s")
+        let gaps = zip(pings.dropFirst(), pings).map { $0.timeIntervalSince($1) }.sorted()
+        if !gaps.isEmpty {
+            let median = gaps[gaps.count / 2]
+            #expect(median > 0.12 && median < 0.18, "median gap \(median)")
+        }
+
+        kill(daemon.process.processIdentifier, SIGTERM)
+        let stopping = listener.collect(timeout: 5) { $0.last?.1["STOPPING"] == "1" }
+        let stopFields = try #require(stopping.last?.1)
+        #expect(stopFields["STOPPING"] == "1")
+        #expect(stopFields["STATUS"]?.contains("1 open shield") == true, "\(stopFields)")
+        #expect(daemon.process.isRunning, "the open shield is waited for")
+        #expect(try holder.ask("shield", [("lock", "n"), ("on", false)]).isOK)
+        #expect(waitExit(daemon.process) == 0)
+    }
+
+    @Test("SIGTERM with an open shield waits for it no longer than shutdown.grace from the file")
+    func graceFromFile() throws {
+        let daemon = try Daemon(config: "[shutdown]\ngrace = 0.6\n")
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("g").isOK)
+        #expect(try holder.ask("shield", [("lock", "g"), ("on", true)]).isOK)
+        let start = Date()
+        #expect(daemon.stop(signal: SIGTERM, timeout: 10) == 0)
+        let took = Date().timeIntervalSince(start)
+        #expect(took >= 0.55 && took < 3, "stopped after \(took) s")
+        #expect(daemon.log.contains("waiting up to 0.6s for 1 open shield(s)"), "\(daemon.log)")
+    }
+
+    @Test("--log journal writes structured records to the journal socket", .enabled(if: canMountPrivately()))
+    func journal() throws {
+        let scratch = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let journal = try DatagramListener(path: scratch + "/socket")
+        // A private mount namespace puts our listener where sd_journal_sendv looks for journald.
+        let daemon = try Daemon(arguments: ["--log", "journal"]) { socket, lockd in
+            let command = (["exec"] + lockd + ["--socket", socket]).map { "'\($0)'" }.joined(separator: " ")
+            return [
+                "/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                "mount -t tmpfs none /run && mkdir -p /run/systemd/journal && mount --bind '\(scratch)' /run/systemd/journal && \(command)",
+            ]
+        }
+        let client = try daemon.connect()
+        #expect(try client.acquire("journaled").isOK)
+        #expect(try client.ask("break", [("lock", "journaled")]).isOK)
+        let records = journal.collect(timeout: 5) { $0.contains { $0.1["MESSAGE"] == "lock broken" } }.map(\.1)
+        let broken = try #require(records.first { $0["MESSAGE"] == "lock broken" }, "\(records)")
+        #expect(broken["LOCK_NAME"] == "journaled")
+        #expect(broken["PRIORITY"] == "5")
+        #expect(broken["SYSLOG_IDENTIFIER"] == "lockd")
+        #expect(broken["CLIENT_PID"] != nil)
+        #expect(broken["CODE_FILE"] != nil && broken["CODE_LINE"] != nil)
+        let granted = try #require(records.first { $0["MESSAGE"] == "granted" }, "\(records)")
+        #expect(granted["LOCK_FENCE"] == "1" && granted["PRIORITY"] == "7")
+        #expect(!daemon.log.contains("lock broken"), "records go to the journal, not stderr")
+    }
+}
+
+/// Whether this machine lets us make a private mount namespace (root with CAP_SYS_ADMIN).
+func canMountPrivately() -> Bool {
+    (try? execute("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/true"], timeout: 5).status) == 0
+}
