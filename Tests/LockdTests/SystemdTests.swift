@@ -108,6 +108,70 @@ struct SystemdTests {
     }
 }
 
+extension SystemdTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+
+    @Test("systemd/ passes systemd-analyze verify; sysusers and tmpfiles apply; the grace fits TimeoutStopSec")
+    func unitFiles() throws {
+        let scratch = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let units = Self.repository + "/systemd"
+        // verify checks that ExecStart exists: point it at the binary under test.
+        let service = try String(contentsOfFile: units + "/lockd.service", encoding: .utf8)
+        #expect(service.contains("ExecStart=/usr/local/bin/lockd "), "the Makefile rewrites this path")
+        try service.replacingOccurrences(of: "/usr/local/bin/lockd", with: Binaries.lockd)
+            .write(toFile: scratch + "/lockd.service", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: units + "/lockd.socket", toPath: scratch + "/lockd.socket")
+        let verify = try execute(
+            "/usr/bin/systemd-analyze", ["verify", scratch + "/lockd.socket", scratch + "/lockd.service"])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stderr.isEmpty, "no warnings: \(verify.stderr)")
+
+        let root = scratch + "/root"
+        try FileManager.default.createDirectory(atPath: root + "/etc", withIntermediateDirectories: true)
+        let sysusers = try execute("/usr/bin/systemd-sysusers", ["--root=" + root, units + "/lockd.sysusers"])
+        #expect(sysusers.status == 0, "\(sysusers.stderr)")
+        #expect(try String(contentsOfFile: root + "/etc/group", encoding: .utf8).contains("lockd:"))
+        let tmpfiles = try execute(
+            "/usr/bin/systemd-tmpfiles", ["--root=" + root, "--create", units + "/lockd.tmpfiles"])
+        #expect(tmpfiles.status == 0, "\(tmpfiles.stderr)")
+        #expect(FileManager.default.fileExists(atPath: root + "/run/lockd"))
+
+        let config = try String(contentsOfFile: Self.repository + "/config/lockd.toml", encoding: .utf8)
+        let grace = try #require(Self.number(after: "\ngrace = ", in: config))
+        let stop = try #require(Self.number(after: "\nTimeoutStopSec=", in: service))
+        #expect(grace < stop, "shutdown.grace \(grace) s must end before TimeoutStopSec \(stop) s")
+        let watchdog = try #require(Self.number(after: "\nWatchdogSec=", in: service))
+        #expect(watchdog >= 2)
+    }
+
+    private static func number(after prefix: String, in text: String) -> Double? {
+        guard let range = text.range(of: prefix) else { return nil }
+        return Double(text[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+    }
+
+    @Test(
+        "an unprivileged lockd (as User=lockd) on an inherited socket serves root clients and watches their processes"
+    )
+    func unprivileged() throws {
+        let daemon = try Daemon { socket, lockd in
+            [
+                "/usr/bin/systemd-socket-activate", "-l", socket, "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                "--clear-groups",
+            ] + lockd
+        }
+        let script = try daemon.shell(
+            "$L acquire held && $L status held --json && ps -o user= -p \(daemon.process.processIdentifier)")
+        #expect(script.status == 0, "\(script.stderr)")
+        #expect(script.stdout.contains("\"cmdline\""), "lockd reads /proc of a root client: \(script.stdout)")
+        #expect(script.stdout.contains("nobody"), "lockd runs as nobody: \(script.stdout)")
+        let client = try daemon.connect()
+        #expect(eventually { (try? client.holders("held").isEmpty) == true }, "the script's exit released its hold")
+        #expect(daemon.stop() == 0)
+    }
+}
+
 /// Whether this machine lets us make a private mount namespace (root with CAP_SYS_ADMIN).
 func canMountPrivately() -> Bool {
     (try? execute("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/true"], timeout: 5).status) == 0

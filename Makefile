@@ -1,0 +1,51 @@
+# Install lockd as a systemd service:   sudo make install && sudo systemctl enable --now lockd.socket
+# Remove it again:                      sudo make uninstall
+# DESTDIR stages the files elsewhere (packaging, tests); PREFIX moves binaries and unit files.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+LIBDIR := $(PREFIX)/lib
+UNITDIR := $(LIBDIR)/systemd/system
+SYSUSERSDIR := $(LIBDIR)/sysusers.d
+TMPFILESDIR := $(LIBDIR)/tmpfiles.d
+CONFDIR := /etc/lockd
+SWIFT_BUILD := swift build -c release
+# Post-install steps run only on a live systemd host, and never for a staged install.
+LIVE := $(if $(DESTDIR),,$(wildcard /run/systemd/system))
+
+.PHONY: all build install uninstall
+
+all: build
+
+build:
+	scripts/deps
+	$(SWIFT_BUILD) --product lockd
+	$(SWIFT_BUILD) --product lockctl
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CONFDIR)
+	install -m 0755 "$$($(SWIFT_BUILD) --show-bin-path)/lockd" "$$($(SWIFT_BUILD) --show-bin-path)/lockctl" $(DESTDIR)$(BINDIR)/
+	sed 's|/usr/local/bin/|$(BINDIR)/|g' systemd/lockd.service > $(DESTDIR)$(UNITDIR)/lockd.service
+	install -m 0644 systemd/lockd.socket $(DESTDIR)$(UNITDIR)/lockd.socket
+	install -m 0644 systemd/lockd.sysusers $(DESTDIR)$(SYSUSERSDIR)/lockd.conf
+	install -m 0644 systemd/lockd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/lockd.conf
+	# An existing configuration is the administrator's: never overwrite it.
+	test -e $(DESTDIR)$(CONFDIR)/lockd.toml || install -m 0644 config/lockd.toml $(DESTDIR)$(CONFDIR)/lockd.toml
+ifneq ($(LIVE),)
+	systemd-sysusers $(SYSUSERSDIR)/lockd.conf
+	systemd-tmpfiles --create $(TMPFILESDIR)/lockd.conf
+	systemctl daemon-reload
+	@echo "installed; start it with: systemctl enable --now lockd.socket"
+endif
+
+uninstall:
+ifneq ($(LIVE),)
+	-systemctl disable --now lockd.socket lockd.service
+endif
+	rm -f $(DESTDIR)$(BINDIR)/lockd $(DESTDIR)$(BINDIR)/lockctl
+	rm -f $(DESTDIR)$(UNITDIR)/lockd.service $(DESTDIR)$(UNITDIR)/lockd.socket
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/lockd.conf $(DESTDIR)$(TMPFILESDIR)/lockd.conf
+ifneq ($(LIVE),)
+	systemctl daemon-reload
+endif
+	@echo "kept $(CONFDIR)/lockd.toml and the user lockd; remove them with: rm -r $(CONFDIR); userdel lockd"
