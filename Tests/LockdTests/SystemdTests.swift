@@ -79,17 +79,24 @@ struct SystemdTests {
         #expect(daemon.log.contains("waiting up to 0.6s for 1 open shield(s)"), "\(daemon.log)")
     }
 
-    @Test("--log journal writes structured records to the journal socket", .enabled(if: canMountPrivately()))
-    func journal() throws {
+    @Test(
+        "records go to the journal with --log journal, and by default when stderr is $JOURNAL_STREAM",
+        .enabled(if: canMountPrivately()), arguments: [true, false])
+    func journal(explicit: Bool) throws {
         let scratch = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let journal = try DatagramListener(path: scratch + "/socket")
         // A private mount namespace puts our listener where sd_journal_sendv looks for journald.
-        let daemon = try Daemon(arguments: ["--log", "journal"]) { socket, lockd in
-            let command = (["exec"] + lockd + ["--socket", socket]).map { "'\($0)'" }.joined(separator: " ")
+        let daemon = try Daemon(arguments: explicit ? ["--log", "journal"] : []) { socket, lockd in
+            // systemd's way of saying "stderr is the journal": device:inode of that stream, here
+            // the log file the harness connects to lockd's stderr.
+            var log = stat()
+            stat((socket as NSString).deletingLastPathComponent + "/lockd.log", &log)
+            let stream = explicit ? "" : "JOURNAL_STREAM=\(log.st_dev):\(log.st_ino) "
+            let command = (lockd + ["--socket", socket]).map { "'\($0)'" }.joined(separator: " ")
             return [
                 "/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
-                "mount -t tmpfs none /run && mkdir -p /run/systemd/journal && mount --bind '\(scratch)' /run/systemd/journal && \(command)",
+                "mount -t tmpfs none /run && mkdir -p /run/systemd/journal && mount --bind '\(scratch)' /run/systemd/journal && \(stream)exec \(command)",
             ]
         }
         let client = try daemon.connect()
