@@ -16,6 +16,7 @@ extension LockTable {
                 owner: owner, mode: mode, count: 1, fence: lastFence, since: now.unixTime, shieldDepth: 0,
                 pendingRevocation: nil, origin: origin, creator: creator))
         heldBy[owner, default: []].insert(name)
+        holdsByUID[creator.uid, default: 0] += 1
         return Grant(lock: name, mode: mode, count: 1, fence: lastFence)
     }
 
@@ -28,7 +29,10 @@ extension LockTable {
     }
 
     mutating func removeHold(_ record: inout LockRecord, at index: Int, name: LockName) {
-        let owner = record.holders.remove(at: index).owner
+        let hold = record.holders.remove(at: index)
+        let owner = hold.owner
+        holdsByUID[hold.creator.uid, default: 1] -= 1
+        if holdsByUID[hold.creator.uid] == 0 { holdsByUID[hold.creator.uid] = nil }
         heldBy[owner]?.remove(name)
         if heldBy[owner]?.isEmpty == true { heldBy[owner] = nil }
     }
@@ -96,6 +100,8 @@ extension LockTable {
     }
 
     mutating func unindex(_ waiter: Waiter) {
+        waitersByUID[waiter.requester.uid, default: 1] -= 1
+        if waitersByUID[waiter.requester.uid] == 0 { waitersByUID[waiter.requester.uid] = nil }
         pending[waiter.key] = nil
         pendingBySession[waiter.key.session]?.remove(waiter.key)
         if pendingBySession[waiter.key.session]?.isEmpty == true { pendingBySession[waiter.key.session] = nil }

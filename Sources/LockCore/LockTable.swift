@@ -12,6 +12,8 @@ public struct LockTable: Sendable {
     var pending: [RequestKey: LockName] = [:]
     var pendingBySession: [SessionID: Set<RequestKey>] = [:]
     var leases: [String: Lease] = [:]
+    var holdsByUID: [UInt32: Int] = [:]
+    var waitersByUID: [UInt32: Int] = [:]
     var lastFence: UInt64
     /// Whether ``beginShutdown(effects:)`` has run: acquires are refused from then on.
     public private(set) var isShuttingDown = false
@@ -29,6 +31,15 @@ public struct LockTable: Sendable {
 
     /// The number of queued acquires.
     public var waiterCount: Int { pending.count }
+
+    /// Holds made by clients of `uid` (a re-entrant hold counts once).
+    public func holdCount(uid: UInt32) -> Int { holdsByUID[uid] ?? 0 }
+
+    /// Queued acquires made by clients of `uid`.
+    public func waiterCount(uid: UInt32) -> Int { waitersByUID[uid] ?? 0 }
+
+    /// Whether `owner` holds `name`.
+    public func holds(_ name: LockName, owner: LockOwner) -> Bool { heldBy[owner]?.contains(name) == true }
 
     /// The number of holds with an open shield.
     public var openShieldCount: Int {
@@ -111,6 +122,7 @@ public struct LockTable: Sendable {
         }
         if isUpgrade { record.waiters.prepend(waiter) } else { record.waiters.append(waiter) }
         pending[request] = name
+        waitersByUID[requester.identity.uid, default: 0] += 1
         pendingBySession[request.session, default: []].insert(request)
         waitingBy[owner, default: []].insert(request)
         return .queued(deadlineNanos: waiter.deadlineNanos)
@@ -188,17 +200,13 @@ public struct LockTable: Sendable {
         return depth
     }
 
-    /// Takes every hold of `name` away; shielded holds are taken when their shield closes.
+    /// Takes every hold of `name` away; shielded holds are taken when their shield closes. Who
+    /// may break is the caller's policy (lockd: root, `access.break`, or a matching rule).
     /// - Returns: how many holds were taken now and how many were deferred.
     public mutating func breakLock(
         _ name: LockName, requester: Requester, now: Moment, effects: inout [LockEffect]
     ) throws(LockError) -> (released: Int, deferred: Int) {
         guard var record = locks[name], !record.holders.isEmpty else { return (0, 0) }
-        if !requester.identity.isRoot,
-            let other = record.holders.first(where: { $0.creator.uid != requester.identity.uid })
-        {
-            throw .denied("lock \"\(name)\" is held by uid \(other.creator.uid); only that uid or root may break it")
-        }
         var released = 0
         var deferred = 0
         var owners: [LockOwner] = []

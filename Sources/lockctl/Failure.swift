@@ -11,7 +11,8 @@ enum Exit {
     static let invalid: Int32 = 65
     static let unreachable: Int32 = 69
     static let software: Int32 = 70
-    static let shuttingDown: Int32 = 75
+    /// EX_TEMPFAIL: the daemon is stopping, or a limit of it was reached; try again later.
+    static let temporary: Int32 = 75
     static let denied: Int32 = 77
 }
 
@@ -47,7 +48,7 @@ func failure(of answer: JSONValue, _ context: String, conflictExitCode: Int32 = 
     case "busy", "timeout", "deadlock": return ExitCode(conflictExitCode)
     case "not_held": return ExitCode(Exit.notHeld)
     case "invalid", "too_large": return ExitCode(Exit.invalid)
-    case "shutting_down": return ExitCode(Exit.shuttingDown)
+    case "shutting_down", "limit": return ExitCode(Exit.temporary)
     case "denied": return ExitCode(Exit.denied)
     default: return ExitCode(Exit.software)
     }

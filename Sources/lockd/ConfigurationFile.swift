@@ -117,6 +117,62 @@ enum ConfigurationFile {
             "max_ttl": { reader, value, configuration throws(ConfigurationError) in
                 configuration.limits.maxTTL = try reader.seconds(value, allowZero: false)
             },
+            "max_pending_per_connection": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxPendingPerConnection = try reader.integer(value, in: 1...1_000_000)
+            },
+            "max_holds_per_uid": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxHoldsPerUID = try reader.integer(value, in: 1...100_000_000)
+            },
+            "max_waiters_per_uid": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxWaitersPerUID = try reader.integer(value, in: 1...100_000_000)
+            },
+            "max_name_bytes": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxNameBytes = try reader.integer(value, in: 1...255)
+            },
+            "max_output_bytes": { reader, value, configuration throws(ConfigurationError) in
+                configuration.limits.maxOutputBytes = try reader.integer(value, in: 4096...(1 << 30))
+            },
+            "write_timeout": { reader, value, configuration throws(ConfigurationError) in
+                guard let seconds = try reader.seconds(value, allowZero: false) else {
+                    throw reader.error("must be a finite number of seconds")
+                }
+                configuration.limits.writeTimeout = seconds
+            },
+            "line_timeout": { reader, value, configuration throws(ConfigurationError) in
+                guard let seconds = try reader.seconds(value, allowZero: false) else {
+                    throw reader.error("must be a finite number of seconds")
+                }
+                configuration.limits.lineTimeout = seconds
+            },
+        ],
+        "access": [
+            "break": { reader, value, configuration throws(ConfigurationError) in
+                configuration.access.breakers = try reader.principals(value)
+            },
+            "rule": { reader, value, configuration throws(ConfigurationError) in
+                guard let array = value.array else { throw reader.error("must be [[access.rule]] tables") }
+                for index in 0..<array.count {
+                    guard let table = array[index].table else { throw reader.error("must be [[access.rule]] tables") }
+                    var rule = AccessPolicy.Rule(locks: "")
+                    reader.section = "access.rule"
+                    reader.occurrence = index
+                    for key in table.keys {
+                        reader.key = key
+                        let item = table[key]!
+                        switch key {
+                        case "locks": rule.locks = try reader.string(item)
+                        case "acquire": rule.acquire = try reader.principals(item)
+                        case "status": rule.status = try reader.principals(item)
+                        case "break": rule.breakLock = try reader.principals(item)
+                        default:
+                            throw reader.error("unknown key (known: [\"acquire\", \"break\", \"locks\", \"status\"])")
+                        }
+                    }
+                    reader.key = "locks"
+                    guard !rule.locks.isEmpty else { throw reader.error("every rule needs a \"locks\" glob") }
+                    configuration.access.rules.append(rule)
+                }
+            },
         ],
         "log": [
             "level": { reader, value, configuration throws(ConfigurationError) in
@@ -143,6 +199,8 @@ enum ConfigurationFile {
         let lines: [Substring]
         var section: String?
         var key: String?
+        /// Which `[[section]]` table, for arrays of tables.
+        var occurrence = 0
 
         init(file: String, lines: [Substring]) {
             self.file = file
@@ -172,8 +230,40 @@ enum ConfigurationFile {
             return number.isInfinite ? nil : number
         }
 
+        /// Users (`"alice"`, a uid), groups (`"@ops"`), or everyone (`"*"`), as an array.
+        func principals(_ value: any TOMLValueConvertible) throws(ConfigurationError) -> AccessPolicy.Principals {
+            guard let array = value.array else {
+                throw error("must be an array of users, \"@groups\", uids or \"*\"")
+            }
+            var principals = AccessPolicy.Principals()
+            for index in 0..<array.count {
+                let item = array[index]
+                if let uid = item.int, let id = UInt32(exactly: uid) {
+                    principals.uids.insert(id)
+                } else if let name = item.string {
+                    if name == "*" {
+                        principals.everyone = true
+                    } else if name.hasPrefix("@") {
+                        guard let group = getgrnam(String(name.dropFirst())) else {
+                            throw error("no group \"\(name.dropFirst())\" on this system")
+                        }
+                        principals.gids.insert(group.pointee.gr_gid)
+                    } else {
+                        guard let user = getpwnam(name) else { throw error("no user \"\(name)\" on this system") }
+                        principals.uids.insert(user.pointee.pw_uid)
+                    }
+                } else {
+                    throw error("must be an array of users, \"@groups\", uids or \"*\"")
+                }
+            }
+            return principals
+        }
+
         func error(_ message: String) -> ConfigurationError {
-            error(section: section, key: key ?? "", message)
+            let name = section == "access.rule" ? "access.rule[\(occurrence + 1)].\(key ?? "")" : nil
+            var error = error(section: section, key: key ?? "", message)
+            if let name { error.key = name }
+            return error
         }
 
         func error(section: String?, key: String, _ message: String) -> ConfigurationError {
@@ -184,15 +274,18 @@ enum ConfigurationFile {
         /// The line that sets `key` in `section` (TOMLKit keeps no positions for values).
         private func line(of key: String, in section: String?) -> Int? {
             var current: String?
+            var seen = -1
             for (index, raw) in lines.enumerated() {
                 let text = raw.trimmingCharacters(in: .whitespaces)
                 if text.hasPrefix("[") {
-                    let header = text.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+                    let header = text.drop { $0 == "[" }.prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
                     if section == nil, header == key { return index + 1 }
                     current = header
+                    if header == section { seen += 1 }
                     continue
                 }
-                guard current == section, text.hasPrefix(key) else { continue }
+                let table = section == "access.rule" ? occurrence : seen
+                guard current == section, seen == table, text.hasPrefix(key) else { continue }
                 let rest = text.dropFirst(key.count).drop { $0 == " " || $0 == "\t" }
                 if rest.hasPrefix("=") { return index + 1 }
             }

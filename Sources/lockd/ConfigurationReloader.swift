@@ -42,6 +42,7 @@ struct ConfigurationReloader: Service, CustomStringConvertible {
             let service = server.service
             try? await service.eventLoop.submit { service.value.apply(loaded) }.get()
             current.limits = loaded.limits
+            current.access = loaded.access
             current.shutdownGrace = loaded.shutdownGrace
             current.logLevel = loaded.logLevel
         }
@@ -92,6 +93,17 @@ struct ConfigurationChanges {
         note("limits.max_wait", old.limits.maxWait, new.limits.maxWait)
         note("limits.default_ttl", old.limits.defaultTTL, new.limits.defaultTTL)
         note("limits.max_ttl", old.limits.maxTTL, new.limits.maxTTL)
+        note(
+            "limits.max_pending_per_connection", old.limits.maxPendingPerConnection, new.limits.maxPendingPerConnection)
+        note("limits.max_holds_per_uid", old.limits.maxHoldsPerUID, new.limits.maxHoldsPerUID)
+        note("limits.max_waiters_per_uid", old.limits.maxWaitersPerUID, new.limits.maxWaitersPerUID)
+        note("limits.max_name_bytes", old.limits.maxNameBytes, new.limits.maxNameBytes)
+        note("limits.max_output_bytes", old.limits.maxOutputBytes, new.limits.maxOutputBytes)
+        note("limits.write_timeout", old.limits.writeTimeout, new.limits.writeTimeout)
+        note("limits.line_timeout", old.limits.lineTimeout, new.limits.lineTimeout)
+        if old.access != new.access {
+            applied.append("access: \(new.access.rules.count) rule(s), break by \(new.access.breakers.summary)")
+        }
     }
 
     private static func show(_ value: some Equatable) -> String {

@@ -11,6 +11,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private let service: LockService
     private var session: Session?
+    private var stalled: Scheduled<Void>?
 
     init(service: LockService) {
         self.service = service
@@ -66,8 +67,29 @@ final class ConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let session, error is LineFrameDecoder.LineTooLong {
             service.refuseOversizedLine(from: session)
+        } else if let session, error is LineFrameDecoder.LineTimedOut {
+            service.refuseSlowLine(from: session)
         } else {
             context.close(promise: nil)
         }
+    }
+
+    /// Back-pressure: a client whose answers pile up (it does not read) is not read from either,
+    /// and is dropped when it stays so for `limits.write_timeout`.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stalled?.cancel()
+            stalled = nil
+            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        } else if stalled == nil {
+            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+            let seconds = service.configuration.limits.writeTimeout
+            stalled = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+                [weak self] in
+                self?.stalled = nil
+                self?.service.dropStalled(self?.session, context: context, after: seconds)
+            }
+        }
+        context.fireChannelWritabilityChanged()
     }
 }

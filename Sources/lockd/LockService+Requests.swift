@@ -39,6 +39,7 @@ extension LockService {
             return []
         case .acquire(let lock, let mode, let wait, let spec):
             guard !isShuttingDown else { throw .shuttingDown() }
+            try authorize(.acquire, lock, session)
             let owner = try resolve(spec, for: session, claiming: true)
             reapExitedOwners(of: lock)
             var ttl: Double?
@@ -46,13 +47,20 @@ extension LockService {
                 ttl = configuration.limits.effectiveTTL(requested)
                 guard ttl != nil else { throw .invalid("a token owner needs \"ttl\" (seconds, > 0) to acquire") }
             }
-            let wait = configuration.limits.effectiveWait(wait)
             let key = session.key(id)
             let outcome: AcquireOutcome
-            do {
-                outcome = try table.acquire(
-                    lock, mode: mode, owner: owner, wait: wait, ttl: ttl, request: key,
-                    requester: session.requester, now: now, effects: &effects)
+            do throws(LockError) {
+                try checkHoldLimit(lock, owner: owner, session: session)
+                // At a waiting limit the acquire may still be granted at once; it just may not wait.
+                let waitLimit = waitingLimit(of: session)
+                do throws(LockError) {
+                    outcome = try table.acquire(
+                        lock, mode: mode, owner: owner,
+                        wait: waitLimit == nil ? configuration.limits.effectiveWait(wait) : 0, ttl: ttl,
+                        request: key, requester: session.requester, now: now, effects: &effects)
+                } catch  where error.code == .busy && waitLimit != nil {
+                    throw LockError(.limit, "lock \"\(lock)\" is held and \(waitLimit!)")
+                }
             } catch {
                 if case .pid(let pid) = owner, !table.isActive(owner) { watchers.removeValue(forKey: pid)?.stop() }
                 throw error
@@ -92,6 +100,7 @@ extension LockService {
                 lock, owner: owner, on: on, requester: session.requester, now: now, effects: &effects)
             return [("depth", .int(Int64(depth)))]
         case .breakLock(let lock):
+            try authorize(.breakLock, lock, session)
             let result = try table.breakLock(lock, requester: session.requester, now: now, effects: &effects)
             logger.notice(
                 "lock broken",
@@ -102,14 +111,55 @@ extension LockService {
                 ])
             return [("released", .int(Int64(result.released))), ("deferred", .int(Int64(result.deferred)))]
         case .status(let lock):
+            if let lock { try authorize(.status, lock, session) }
             for pid in Array(watchers.keys) { reapIfExited(pid) }
-            return [("locks", Response.locks(table.status(of: lock), commandLine: ProcFS.commandLine(of:)))]
+            var locks = table.status(of: lock)
+            if lock == nil, !session.identity.isRoot, !configuration.access.rules.isEmpty {
+                locks.removeAll { !allows(.status, $0.name, session) }
+            }
+            return [("locks", Response.locks(locks, commandLine: ProcFS.commandLine(of:)))]
         case .cancel(let request):
             guard table.cancel(session.key(request), now: now, effects: &effects) else {
                 throw .invalid("no pending acquire with id \(request) on this connection")
             }
             return []
         }
+    }
+
+    private func allows(_ action: AccessPolicy.Action, _ lock: LockName, _ session: Session) -> Bool {
+        configuration.access.allows(action, lock: lock, identity: session.identity) { session.groups }
+    }
+
+    private func authorize(_ action: AccessPolicy.Action, _ lock: LockName, _ session: Session) throws(LockError) {
+        let limit = configuration.limits.maxNameBytes
+        guard lock.rawValue.utf8.count <= limit else {
+            throw .invalid("lock names are at most \(limit) bytes here (limits.max_name_bytes)")
+        }
+        guard allows(action, lock, session) else {
+            throw .denied("uid \(session.identity.uid) may not \(action.rawValue) lock \"\(lock)\" (see [access])")
+        }
+    }
+
+    /// Refuses a new hold beyond `limits.max_holds_per_uid`; a re-entrant acquire adds no hold.
+    private func checkHoldLimit(_ lock: LockName, owner: LockOwner, session: Session) throws(LockError) {
+        let uid = session.identity.uid
+        let limit = configuration.limits.maxHoldsPerUID
+        guard uid != 0, table.holdCount(uid: uid) >= limit, !table.holds(lock, owner: owner) else { return }
+        throw LockError(.limit, "uid \(uid) already has \(limit) holds (limits.max_holds_per_uid)")
+    }
+
+    /// Why this client may not queue one more acquire, or `nil` when it may.
+    private func waitingLimit(of session: Session) -> String? {
+        let limits = configuration.limits
+        if session.pending.count >= limits.maxPendingPerConnection {
+            return "this connection already has \(limits.maxPendingPerConnection) waiting acquires "
+                + "(limits.max_pending_per_connection)"
+        }
+        let uid = session.identity.uid
+        if uid != 0, table.waiterCount(uid: uid) >= limits.maxWaitersPerUID {
+            return "uid \(uid) already has \(limits.maxWaitersPerUID) waiting acquires (limits.max_waiters_per_uid)"
+        }
+        return nil
     }
 
     /// A pid owner's exit reaches the loop a moment after the process is gone; a client that

@@ -46,6 +46,7 @@ extension LockService {
     /// request (the line limit from the next line); the socket needs a restart.
     func apply(_ new: LockdConfiguration) {
         configuration.limits = new.limits
+        configuration.access = new.access
         configuration.shutdownGrace = new.shutdownGrace
         configuration.logLevel = new.logLevel
         stateChanged()

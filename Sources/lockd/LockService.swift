@@ -110,6 +110,24 @@ final class LockService {
         closeAfterFlush(session)
     }
 
+    func refuseSlowLine(from session: Session) {
+        let seconds = configuration.limits.lineTimeout
+        logger.warning(
+            "dropped a client whose request line stayed incomplete",
+            metadata: ["client_pid": "\(session.identity.pid)", "seconds": "\(seconds)"])
+        let error = LockError(.timeout, "request line incomplete for \(seconds)s (limits.line_timeout); closing")
+        send(Response.error(nil, error), to: session)
+        closeAfterFlush(session)
+    }
+
+    /// Drops a client that has not read its answers for `seconds`; its session holds go with it.
+    func dropStalled(_ session: Session?, context: ChannelHandlerContext, after seconds: Double) {
+        logger.warning(
+            "dropped a client that does not read its answers",
+            metadata: ["client_pid": "\(session?.identity.pid ?? 0)", "seconds": "\(seconds)"])
+        context.close(promise: nil)
+    }
+
     /// Closes a connection once everything written to it is out: a plain close would drop
     /// answers still waiting for the end-of-read flush.
     func closeAfterFlush(_ session: Session) {

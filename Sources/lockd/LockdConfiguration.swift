@@ -15,6 +15,7 @@ struct LockdConfiguration: Equatable, Sendable {
     /// Seconds a stop waits for open shields before it releases everything.
     var shutdownGrace: Double = 30
     var limits = Limits()
+    var access = AccessPolicy()
     var logLevel: Logger.Level = .info
     var logTarget: LogTarget = .auto
 
@@ -32,6 +33,20 @@ struct LockdConfiguration: Equatable, Sendable {
         var defaultTTL: Double?
         /// Longer leases (acquire and renew) are shortened to this; `nil` for no bound.
         var maxTTL: Double?
+        /// Acquires one connection may have waiting at once.
+        var maxPendingPerConnection = 1024
+        /// Holds that clients of one uid may have (root is exempt).
+        var maxHoldsPerUID = 65536
+        /// Waiting acquires that clients of one uid may have (root is exempt).
+        var maxWaitersPerUID = 4096
+        /// Longest lock name in bytes (the protocol allows 255).
+        var maxNameBytes = 255
+        /// Answers buffered for a client that does not read them; above this lockd stops reading
+        /// that client's requests, and drops it when it stays so for `writeTimeout`.
+        var maxOutputBytes = 1 << 20
+        var writeTimeout: Double = 10
+        /// Seconds a request line may stay incomplete (slowloris) before the client is dropped.
+        var lineTimeout: Double = 10
 
         /// The wait an acquire gets once the defaults and bounds are applied.
         func effectiveWait(_ requested: Double?) -> Double? {

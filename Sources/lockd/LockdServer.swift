@@ -65,7 +65,12 @@ struct LockdServer: Service, CustomStringConvertible {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let decoder = LineFrameDecoder { service.value.configuration.limits.maxLineBytes }
+                    // Above the high mark the client is not reading its answers: stop reading its
+                    // requests (ConnectionHandler) instead of buffering without bound.
+                    let high = service.value.configuration.limits.maxOutputBytes
+                    try channel.syncOptions?.setOption(
+                        .writeBufferWaterMark, value: .init(low: high / 2, high: high))
+                    let decoder = LineFrameDecoder { service.value.configuration.limits }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
                     try channel.pipeline.syncOperations.addHandler(ConnectionHandler(service: service.value))
                 }

@@ -15,10 +15,22 @@ enum ProcFS {
 
     /// The real uid of `pid`, or `nil` when the process is gone.
     static func uid(of pid: Int32) -> UInt32? {
+        statusField("Uid:", of: pid)?.first.flatMap { UInt32($0) }
+    }
+
+    /// The supplementary groups of `pid` (empty when the process is gone).
+    static func supplementaryGroups(of pid: Int32) -> [UInt32] {
+        statusField("Groups:", of: pid)?.compactMap { UInt32($0) } ?? []
+    }
+
+    /// The values of one `Name:` line of /proc/PID/status.
+    private static func statusField(_ name: String, of pid: Int32) -> [String]? {
         guard let status = read("/proc/\(pid)/status") else { return nil }
-        for line in status.split(separator: UInt8(ascii: "\n")) where line.starts(with: "Uid:".utf8) {
-            let fields = line.split(whereSeparator: { $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: " ") })
-            return fields.count > 1 ? UInt32(String(decoding: fields[1], as: UTF8.self)) : nil
+        for line in status.split(separator: UInt8(ascii: "\n")) where line.starts(with: name.utf8) {
+            let fields = line.dropFirst(name.utf8.count).split(whereSeparator: {
+                $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: " ")
+            })
+            return fields.map { String(decoding: $0, as: UTF8.self) }
         }
         return nil
     }

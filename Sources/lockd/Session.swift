@@ -26,6 +26,11 @@ final class Session {
 
     var requester: Requester { Requester(session: id, identity: identity) }
 
+    /// The client's primary and supplementary groups, read once when an access rule first needs
+    /// them. A client that is gone by then has only its primary group: rules only grant, so
+    /// missing groups can only refuse.
+    lazy var groups: Set<UInt32> = Set(ProcFS.supplementaryGroups(of: identity.pid) + [identity.gid])
+
     func key(_ id: RequestID) -> RequestKey { RequestKey(session: self.id, tag: id.description) }
 
     /// Queues one line for this client; the service flushes at the end of each event.
