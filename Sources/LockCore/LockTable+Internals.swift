@@ -3,6 +3,7 @@ import DequeModule
 extension LockTable {
     mutating func store(_ record: LockRecord, as name: LockName) {
         locks[name] = record.isUnused ? nil : record
+        if recordsChanges { changedLocks.insert(name) }
     }
 
     mutating func addHold(
@@ -49,6 +50,7 @@ extension LockTable {
     mutating func modifyHold(of owner: LockOwner, on name: LockName, _ body: (inout Hold) -> Void) {
         guard let index = locks[name]?.holderIndex(of: owner) else { return }
         body(&locks[name]!.holders[index])
+        if recordsChanges { changedLocks.insert(name) }
     }
 
     /// (Re)sets a token's lease; a fresh lease also cancels an expiry deferred by a shield.

@@ -13,6 +13,9 @@ public struct LockTable: Sendable {
     var pendingBySession: [SessionID: Set<RequestKey>] = [:]
     var leases: [String: Lease] = [:]
     var holdsByUID: [UInt32: Int] = [:]
+    var changedLocks: Set<LockName> = []
+    /// Whether the table notes which locks changed (``takeChangedLocks()``), for persistence.
+    public var recordsChanges = false
     var waitersByUID: [UInt32: Int] = [:]
     var lastFence: UInt64
     /// Whether ``beginShutdown(effects:)`` has run: acquires are refused from then on.
@@ -81,7 +84,7 @@ public struct LockTable: Sendable {
         }
         var record = locks[name] ?? LockRecord()
         defer {
-            if record.isUnused { locks[name] = nil } else { locks[name] = record }
+            store(record, as: name)
         }
 
         var isUpgrade = false

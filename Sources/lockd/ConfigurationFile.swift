@@ -145,6 +145,15 @@ enum ConfigurationFile {
                 configuration.limits.lineTimeout = seconds
             },
         ],
+        "state": [
+            "directory": { reader, value, configuration throws(ConfigurationError) in
+                let path = try reader.string(value)
+                guard path.isEmpty || path.hasPrefix("/") else {
+                    throw reader.error("must be an absolute path (or \"\" to keep no state)")
+                }
+                configuration.stateDirectory = path
+            }
+        ],
         "access": [
             "break": { reader, value, configuration throws(ConfigurationError) in
                 configuration.access.breakers = try reader.principals(value)

@@ -55,6 +55,7 @@ struct ConfigurationOverrides: Sendable {
     var shutdownGrace: Double?
     var logLevel: Logger.Level?
     var logTarget: LockdConfiguration.LogTarget?
+    var stateDirectory: String?
     /// `$LOCKD_SOCKET`, which ranks below `--socket` and above the file.
     var environmentSocket: String?
 
@@ -64,6 +65,7 @@ struct ConfigurationOverrides: Sendable {
         if let shutdownGrace { configuration.shutdownGrace = shutdownGrace }
         if let logLevel { configuration.logLevel = logLevel }
         if let logTarget { configuration.logTarget = logTarget }
+        if let stateDirectory { configuration.stateDirectory = stateDirectory }
         return configuration
     }
 }
@@ -84,6 +86,7 @@ struct ConfigurationChanges {
         }
         note("socket.path", old.socketPath, new.socketPath, restart: true)
         note("socket.mode", old.socketMode, new.socketMode, restart: true)
+        note("state.directory", old.stateDirectory, new.stateDirectory, restart: true)
         note("log.target", old.logTarget, new.logTarget, restart: true)
         note("log.level", old.logLevel, new.logLevel)
         note("shutdown.grace", old.shutdownGrace, new.shutdownGrace)

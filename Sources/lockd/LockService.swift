@@ -33,6 +33,11 @@ final class LockService {
     var reportedStatus = ""
     var statusUpdatePending = false
     var watchdogTask: RepeatedTask?
+    /// The state journal (nil: persistence off), what it last says of each lock, and the fence
+    /// reservation it holds.
+    var journal: StateJournal?
+    var persisted: [LockName: [DurableHold]] = [:]
+    var reservedFence: UInt64 = 0
     private var nextSession: UInt64 = 1
 
     init(loop: any EventLoop, logger: Logger, configuration: LockdConfiguration, notifier: SystemdNotifier) {
@@ -131,6 +136,7 @@ final class LockService {
     /// Closes a connection once everything written to it is out: a plain close would drop
     /// answers still waiting for the end-of-read flush.
     func closeAfterFlush(_ session: Session) {
+        persistChanges()
         session.needsFlush = false
         let context = session.context
         let flushed = context.eventLoop.makePromise(of: Void.self)
@@ -142,8 +148,10 @@ final class LockService {
         session.send(message, scratch: &scratch)
     }
 
-    /// Flushes every connection written to since the last flush.
+    /// Flushes every connection written to since the last flush, after the state those answers
+    /// promise is on disk.
     func flush() {
+        persistChanges()
         for session in sessions.values where session.needsFlush {
             session.needsFlush = false
             session.context.flush()
@@ -236,17 +244,8 @@ final class LockService {
         // pidfd refers to that very process and not to a later one that reused its pid.
         var opened: ProcessWatcher?
         if watchers[pid] == nil {
-            let bound = self.bound
-            let loop = self.loop
-            do {
-                opened = try ProcessWatcher(pid: pid) {
-                    loop.execute {
-                        if let watcher = bound.value.watchers[pid] { bound.value.processExited(watcher) }
-                    }
-                }
-            } catch {
-                throw .invalid("no process with pid \(pid)")
-            }
+            guard let watcher = makeWatcher(pid) else { throw .invalid("no process with pid \(pid)") }
+            opened = watcher
         }
         let identity = session.identity
         let allowed =
@@ -258,6 +257,17 @@ final class LockService {
                 "pid \(pid) is neither the client (pid \(identity.pid)) nor an ancestor of it with uid \(identity.uid)")
         }
         if let opened { watchers[pid] = opened }
+    }
+
+    /// Opens a pidfd watch on `pid`, or `nil` when there is no such process.
+    func makeWatcher(_ pid: Int32) -> ProcessWatcher? {
+        let bound = self.bound
+        let loop = self.loop
+        return try? ProcessWatcher(pid: pid) {
+            loop.execute {
+                if let watcher = bound.value.watchers[pid] { bound.value.processExited(watcher) }
+            }
+        }
     }
 
     // MARK: - Shutdown
@@ -301,6 +311,12 @@ final class LockService {
         watchers = [:]
         for timer in leaseTimers.values { timer.cancel() }
         watchdogTask?.cancel()
+        finished.succeed()
+    }
+
+    /// Completes the service that never started serving, so its promise is not left pending.
+    func abandon() {
+        state = .finished
         finished.succeed()
     }
 

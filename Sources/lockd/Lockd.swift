@@ -31,6 +31,12 @@ struct Lockd: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (log.level).")
     var logLevel: String?
 
+    @Option(
+        help:
+            "State directory for pid and token holds (state.directory; default $STATE_DIRECTORY, else /var/lib/lockd for root, else ~/.local/state/lockd; \"\" keeps no state)."
+    )
+    var stateDir: String?
+
     @Option(help: "Where logs go: auto (the journal under systemd, else stderr), journal, stderr (log.target).")
     var log: String?
 
@@ -49,7 +55,7 @@ struct Lockd: AsyncParsableCommand {
     func run() async throws {
         let overrides = ConfigurationOverrides(
             socket: socket, shutdownGrace: shutdownGrace, logLevel: logLevel.flatMap(Logger.Level.init(rawValue:)),
-            logTarget: log.flatMap(LockdConfiguration.LogTarget.init(rawValue:)),
+            logTarget: log.flatMap(LockdConfiguration.LogTarget.init(rawValue:)), stateDirectory: stateDir,
             environmentSocket: getenv("LOCKD_SOCKET").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 })
         let file = config ?? LockdConfiguration.defaultFile
         let configuration: LockdConfiguration
@@ -72,7 +78,13 @@ struct Lockd: AsyncParsableCommand {
 
         // SIGHUP is trapped before anything can send it: its default action would kill lockd.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        let server = try LockdServer(configuration: configuration, logger: logger)
+        let server: LockdServer
+        do {
+            server = try LockdServer(configuration: configuration, logger: logger)
+        } catch {
+            FileHandleStderr.write("lockd: \(error)\n")
+            throw ExitCode(1)
+        }
         let reloader = ConfigurationReloader(
             file: file, fileIsRequired: config != nil, overrides: overrides, initial: configuration,
             hangups: hangups, server: server, logLevel: level, logger: logger)

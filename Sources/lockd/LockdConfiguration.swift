@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 
 /// Everything lockd reads from its configuration file, with the built-in defaults.
@@ -16,6 +17,9 @@ struct LockdConfiguration: Equatable, Sendable {
     var shutdownGrace: Double = 30
     var limits = Limits()
     var access = AccessPolicy()
+    /// Where the state journal lives; `nil` is the default (``defaultStateDirectory()``), `""`
+    /// turns persistence off.
+    var stateDirectory: String?
     var logLevel: Logger.Level = .info
     var logTarget: LogTarget = .auto
 
@@ -62,6 +66,20 @@ struct LockdConfiguration: Equatable, Sendable {
             guard let bound else { return value }
             return min(value ?? bound, bound)
         }
+    }
+
+    /// `$STATE_DIRECTORY` (systemd's StateDirectory=), else /var/lib/lockd for root, else
+    /// `$XDG_STATE_HOME/lockd` or `~/.local/state/lockd`.
+    static func defaultStateDirectory() -> String {
+        func environment(_ name: String) -> String? {
+            getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        }
+        if let systemd = environment("STATE_DIRECTORY") {
+            return String(systemd.split(separator: ":").first ?? Substring(systemd))
+        }
+        if geteuid() == 0 { return "/var/lib/lockd" }
+        if let state = environment("XDG_STATE_HOME") { return state + "/lockd" }
+        return (environment("HOME") ?? "/tmp/lockd-\(geteuid())") + "/.local/state/lockd"
     }
 
     /// Where log records go.

@@ -28,8 +28,18 @@ struct LockdServer: Service, CustomStringConvertible {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         let notifier = self.notifier
+        let stateDirectory = configuration.stateDirectory ?? LockdConfiguration.defaultStateDirectory()
         (service, finished) = try loop.submit {
             let service = LockService(loop: loop, logger: logger, configuration: configuration, notifier: notifier)
+            if !stateDirectory.isEmpty {
+                do {
+                    let (journal, contents) = try StateJournal.open(directory: stateDirectory)
+                    try service.restoreState(from: contents, journal: journal)
+                } catch {
+                    service.abandon()
+                    throw StartupFailure(description: "cannot use the state directory: \(error)")
+                }
+            }
             return (service.bound, service.finishedFuture)
         }.wait()
         socketPath = configuration.socketPath ?? SocketPath.defaultPath()

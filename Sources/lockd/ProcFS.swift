@@ -4,13 +4,24 @@ import Glibc
 enum ProcFS {
     /// The parent pid of `pid`, or `nil` when the process is gone.
     static func parent(of pid: Int32) -> Int32? {
+        statField(4, of: pid).flatMap { Int32($0) }
+    }
+
+    /// When `pid` started, in clock ticks since boot: with the pid it names one process for good,
+    /// which a pid alone does not once pids are reused.
+    static func startTime(of pid: Int32) -> UInt64? {
+        statField(22, of: pid).flatMap { UInt64($0) }
+    }
+
+    /// Field `number` (1-based, as in proc(5)) of /proc/PID/stat, from the state (3) on.
+    private static func statField(_ number: Int, of pid: Int32) -> String? {
         guard let stat = read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else {
             return nil
         }
-        // After "pid (comm) " come the state and then the ppid; comm may hold spaces and parentheses.
+        // After "pid (comm) " come the state and the rest; comm may hold spaces and parentheses.
         let fields = stat[stat.index(after: close)...].split(separator: UInt8(ascii: " "))
-        guard fields.count > 1 else { return nil }
-        return Int32(String(decoding: fields[1], as: UTF8.self))
+        guard fields.count > number - 3 else { return nil }
+        return String(decoding: fields[number - 3], as: UTF8.self)
     }
 
     /// The real uid of `pid`, or `nil` when the process is gone.

@@ -8,6 +8,9 @@ import Glibc
 /// original stays open until ``stop()`` so that ``hasExited`` keeps answering in between.
 final class ProcessWatcher {
     let pid: Int32
+    /// The process's start time (proc(5) field 22), read after the pidfd was opened; persisted
+    /// with its holds so that a restart can tell the process from a later one with its pid.
+    let startTime: UInt64?
     private let pidfd: Int32
     private let source: any DispatchSourceRead
     private var stopped = false
@@ -24,6 +27,7 @@ final class ProcessWatcher {
         }
         self.pid = pid
         self.pidfd = fd
+        startTime = ProcFS.startTime(of: pid)
         source = DispatchSource.makeReadSource(fileDescriptor: sourceFD, queue: .global())
         source.setEventHandler { [source] in
             // A pidfd stays readable once the process is gone: fire once.

@@ -52,7 +52,8 @@ struct ConfigurationTests {
         _ = try daemon.connect().ask("shield", [("lock", "x"), ("on", true)])
 
         let (fileOnly, _) = try spawn(
-            Binaries.lockd, ["--config", daemon.configPath], environment: ["LOCKD_SOCKET": ""])
+            Binaries.lockd, ["--config", daemon.configPath, "--state-dir", directory + "/state"],
+            environment: ["LOCKD_SOCKET": ""])
         defer { kill(fileOnly.processIdentifier, SIGKILL) }
         #expect(eventually { (try? LockConnection(path: fromFile).ask("ping").isOK) == true }, "socket.path is used")
         kill(fileOnly.processIdentifier, SIGTERM)

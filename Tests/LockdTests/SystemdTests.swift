@@ -163,7 +163,11 @@ extension SystemdTests {
     )
     func unprivileged() throws {
         let daemon = try Daemon { socket, lockd in
-            [
+            // As StateDirectory= does, give the service user its state directory.
+            let state = (socket as NSString).deletingLastPathComponent + "/state"
+            mkdir(state, 0o700)
+            chown(state, 65534, 65534)
+            return [
                 "/usr/bin/systemd-socket-activate", "-l", socket, "/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
                 "--clear-groups",
             ] + lockd

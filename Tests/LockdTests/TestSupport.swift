@@ -65,9 +65,12 @@ func eventually(timeout: Double = 5, _ condition: () throws -> Bool) rethrows ->
 final class Daemon {
     let directory: String
     let socket: String
-    let process: ChildProcess
+    private(set) var process: ChildProcess
+    private let command: [String]
+    private let environment: [String: String]
     let logPath: String
     let configPath: String
+    let stateDirectory: String
 
     /// Starts lockd with `arguments` and the configuration text `config` (written to
     /// `configPath`). `launcher` runs lockd through another program (e.g. systemd-socket-activate),
@@ -85,16 +88,39 @@ final class Daemon {
         socket = directory + "/" + socketName
         logPath = directory + "/lockd.log"
         configPath = directory + "/lockd.toml"
-        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+        stateDirectory = directory + "/state"
+        // Every daemon keeps its state apart (root's default, /var/lib/lockd, is shared).
+        let withState = config.contains("[state]") ? config : config + "\n[state]\ndirectory = \"\(stateDirectory)\"\n"
+        try withState.write(toFile: configPath, atomically: true, encoding: .utf8)
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let lockdArguments = ["--config", configPath] + arguments
         let command =
             launcher?(socket, [Binaries.lockd] + lockdArguments)
             ?? [Binaries.lockd, "--socket", socket] + lockdArguments
+        self.command = command
+        self.environment = environment
         process = try ChildProcess(command, environment: environment, output: logPath)
         guard waitForSocket else { return }
         let up = eventually { (try? LockConnection(path: socket)) != nil }
         if !up { Issue.record("lockd did not start: \(log)") }
+    }
+
+    /// Starts lockd again with the same command (after a kill or a stop) and waits until it serves.
+    func restart() throws {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        process = try ChildProcess(command, environment: environment, output: logPath)
+        if !eventually({ (try? LockConnection(path: socket).ask("ping").isOK) == true }) {
+            Issue.record("lockd did not come back: \(log)")
+        }
+    }
+
+    /// SIGKILL, as a crash: no chance to write anything.
+    func crash() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
