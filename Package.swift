@@ -68,10 +68,18 @@ let package = Package(
             dependencies: ["LockClient", "LockProtocol"],
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "lockd-stress",
+            dependencies: [
+                "LockClient", "LockProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
         .testTarget(
             name: "LockdTests",
-            dependencies: ["LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl"]
+            dependencies: ["LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl", "lockd-stress"]
         ),
     ]
 )

@@ -89,6 +89,10 @@ extension LockTable {
     public mutating func restore(_ hold: DurableHold, now: Moment, effects: inout [LockEffect]) {
         var record = locks[hold.lock] ?? LockRecord()
         guard record.holderIndex(of: hold.owner) == nil else { return }
+        var hold = hold
+        // A token's shields lasted as long as the connections that opened them, and those ended
+        // with the previous lockd. A pid's shields last as long as the process.
+        if case .token = hold.owner { hold.shieldDepth = 0 }
         record.holders.append(
             Hold(
                 owner: hold.owner, mode: hold.mode, count: hold.count, fence: hold.fence, since: hold.since,

@@ -131,6 +131,19 @@ extension LockTable {
         if !isActive(owner) { effects.append(.ownerIdle(owner)) }
     }
 
+    /// Forgets one shield on a token hold, preferably one `session` opened.
+    mutating func forgetTokenShield(_ name: LockName, _ token: String, preferring session: SessionID) {
+        let sessions = [session] + tokenShields.keys.filter { $0 != session }
+        for candidate in sessions {
+            guard let position = tokenShields[candidate]?.lastIndex(where: { $0.0 == name && $0.1 == token }) else {
+                continue
+            }
+            tokenShields[candidate]!.remove(at: position)
+            if tokenShields[candidate]!.isEmpty { tokenShields[candidate] = nil }
+            return
+        }
+    }
+
     func describeHolders(_ record: LockRecord) -> String {
         guard !record.holders.isEmpty else { return "nobody (waiters are ahead)" }
         var parts = record.holders.prefix(3).map { hold -> String in

@@ -14,6 +14,8 @@ public struct LockTable: Sendable {
     var leases: [String: Lease] = [:]
     var holdsByUID: [UInt32: Int] = [:]
     var changedLocks: Set<LockName> = []
+    /// Shields on token holds, by the connection that opened them (see ``sessionClosed``).
+    var tokenShields: [SessionID: [(LockName, String)]] = [:]
     /// Whether the table notes which locks changed (``takeChangedLocks()``), for persistence.
     public var recordsChanges = false
     var waitersByUID: [UInt32: Int] = [:]
@@ -185,11 +187,13 @@ public struct LockTable: Sendable {
             record.holders[index].shieldDepth += 1
             let depth = record.holders[index].shieldDepth
             store(record, as: name)
+            if case .token(let token) = owner { tokenShields[requester.session, default: []].append((name, token)) }
             return depth
         }
         guard record.holders[index].shieldDepth > 0 else {
             throw .invalid("\(owner) has no open shield on lock \"\(name)\"")
         }
+        if case .token(let token) = owner { forgetTokenShield(name, token, preferring: requester.session) }
         record.holders[index].shieldDepth -= 1
         let depth = record.holders[index].shieldDepth
         var revoked = false
@@ -301,8 +305,27 @@ public struct LockTable: Sendable {
 
     /// A connection closed: its session holds go and its pending acquires are dropped without an
     /// answer. Pid and token holds it made stay.
+    ///
+    /// Shields this connection opened on token holds close with it: a token outlives any
+    /// process, so only an open connection shows that the shielded section is still running,
+    /// and a lease must not be deferred forever by a client that died.
     public mutating func sessionClosed(_ session: SessionID, now: Moment, effects: inout [LockEffect]) {
         ownerGone(.session(session), now: now, effects: &effects)
+        for (name, token) in tokenShields.removeValue(forKey: session) ?? [] {
+            let owner = LockOwner.token(token)
+            guard var record = locks[name], let index = record.holderIndex(of: owner),
+                record.holders[index].shieldDepth > 0
+            else { continue }
+            record.holders[index].shieldDepth -= 1
+            if record.holders[index].shieldDepth == 0, let reason = record.holders[index].pendingRevocation {
+                revoke(&record, at: index, name: name, reason: reason, effects: &effects)
+                dispatch(&record, name: name, now: now, effects: &effects)
+                store(record, as: name)
+                forgetIfIdle(owner, effects: &effects)
+            } else {
+                store(record, as: name)
+            }
+        }
         for key in pendingBySession[session] ?? [] {
             guard let name = pending[key], var record = locks[name],
                 let index = record.waiters.firstIndex(where: { $0.key == key })

@@ -68,7 +68,8 @@ struct LockdBench {
                 pair.median * 1e6, pair.perSecond, pair.median / (2 * ping.median)))
         print(
             String(
-                format: "durable (token) pair, journaled and synced: median %.1f us, %.0f pairs/s, %.2fx the session pair",
+                format:
+                    "durable (token) pair, journaled and synced: median %.1f us, %.0f pairs/s, %.2fx the session pair",
                 durable.median * 1e6, durable.perSecond, durable.median / pair.median))
     }
 }

@@ -51,6 +51,9 @@ extension LockService {
             return "session holds end with lockd"
         case .token:
             if let expires = item.hold.lease?.expiresAt, expires <= now.unixTime { return "the lease ran out" }
+            if let reason = item.hold.pendingRevocation {
+                return "taken away (\(reason.rawValue)) while shielded, and the shield ended with lockd"
+            }
             return nil
         case .pid(let pid):
             if let watcher = watchers[pid] { return watcher.startTime == item.startTime ? nil : "pid reused" }

@@ -1,0 +1,162 @@
+/// Reads the logs of a stress run and checks what a lock service promises.
+struct StressChecker {
+    /// One grant as the logs tell it.
+    struct Hold {
+        var lock: String
+        var fence: UInt64
+        var owner: String
+        var worker: Int
+        var acquireSent: Double
+        var granted: Double
+        var releaseSent: Double?
+        var releaseError: String?
+        /// When the release was answered (a break sent before then may have come first).
+        var releaseAnswered: Double?
+        var ttl: Double
+        /// The earliest moment lockd may have taken the hold away (see ``earliestEnd``).
+        var end = Double.infinity
+    }
+
+    private(set) var holds: [Hold] = []
+    private var breaks: [String: [(sent: Double, done: Double?)]] = [:]
+    private var kills: [Int: Double] = [:]
+    private var crashes: [Double] = []
+    private(set) var operations = 0
+    private(set) var violations: [String] = []
+
+    init(events: [StressEvent]) {
+        var open: [Int: Int] = [:]  // worker -> index of its latest hold
+        var sent: [Int: (Double, Double)] = [:]  // worker -> (acquire sent, ttl)
+        for event in events.sorted(by: { $0.time < $1.time }) {
+            switch event.kind {
+            case .acquireSent:
+                operations += 1
+                sent[event.source] = (event.time, Double(event.detail) ?? 0)
+            case .granted:
+                let (acquireSent, ttl) = sent[event.source] ?? (event.time, 0)
+                holds.append(
+                    Hold(
+                        lock: event.lock, fence: event.fence, owner: event.owner, worker: event.source,
+                        acquireSent: acquireSent, granted: event.time, ttl: ttl))
+                open[event.source] = holds.count - 1
+            case .releaseSent:
+                operations += 1
+                // A release lost with a crashed lockd is sent again; the first is the earliest end.
+                if let index = open[event.source], holds[index].fence == event.fence, holds[index].releaseSent == nil {
+                    holds[index].releaseSent = event.time
+                }
+            case .releaseFailed:
+                if let index = open[event.source], holds[index].fence == event.fence {
+                    holds[index].releaseError = event.detail
+                    holds[index].releaseAnswered = event.time
+                }
+            case .released:
+                if let index = open[event.source], holds[index].fence == event.fence {
+                    holds[index].releaseAnswered = event.time
+                }
+            case .breakSent:
+                operations += 1
+                breaks[event.lock, default: []].append((event.time, nil))
+            case .breakDone:
+                if let index = breaks[event.lock]?.lastIndex(where: { $0.done == nil }) {
+                    breaks[event.lock]![index].done = event.time
+                }
+            case .shield:
+                operations += 1
+            case .workerKilled:
+                if let worker = Int(event.detail) { kills[worker] = event.time }
+            case .lockdCrashed:
+                crashes.append(event.time)
+            case .lockdRestarted:
+                break
+            }
+        }
+        for index in holds.indices { holds[index].end = earliestEnd(of: holds[index]) }
+        checkExclusion()
+        checkFences()
+        checkDurability()
+    }
+
+    var killCount: Int { kills.count }
+    var restarts: Int { crashes.count }
+
+    /// The earliest time lockd may have removed the hold: the release request, a break sent
+    /// after the acquire, the owner's death (a killed worker; a lockd crash for session holds),
+    /// or a token lease running out. Never later than the truth, so no false violations.
+    private func earliestEnd(of hold: Hold) -> Double {
+        var end = hold.releaseSent ?? .infinity
+        for entry in breaks[hold.lock] ?? [] where (entry.done ?? .infinity) > hold.acquireSent {
+            end = min(end, max(entry.sent, hold.acquireSent))
+        }
+        if let killed = kills[hold.worker], killed > hold.acquireSent, !hold.owner.hasPrefix("token:") {
+            end = min(end, killed)
+        }
+        if hold.owner == "session", let crash = crashes.first(where: { $0 > hold.acquireSent }) {
+            end = min(end, crash)
+        }
+        if hold.owner.hasPrefix("token:") { end = min(end, hold.acquireSent + hold.ttl) }
+        return end
+    }
+
+    /// No two exclusive holders at once: a grant may not arrive before an earlier hold could end.
+    private mutating func checkExclusion() {
+        for (lock, list) in Dictionary(grouping: holds, by: \.lock) {
+            var latest: Hold?
+            for hold in list.sorted(by: { $0.granted < $1.granted }) {
+                if let previous = latest, hold.granted < previous.end {
+                    violations.append(
+                        "two exclusive holders of \(lock): fence \(previous.fence) (\(previous.owner), worker "
+                            + "\(previous.worker)) and fence \(hold.fence) (\(hold.owner), worker \(hold.worker)) "
+                            + "granted \(hold.granted - previous.granted)s later")
+                }
+                if latest == nil || hold.end > latest!.end { latest = hold }
+            }
+        }
+    }
+
+    /// Fences strictly increase per lock: a grant requested after another was granted has a
+    /// larger fence, across restarts too.
+    private mutating func checkFences() {
+        for (lock, list) in Dictionary(grouping: holds, by: \.lock) {
+            let byGrant = list.sorted { $0.granted < $1.granted }
+            var next = 0
+            var highest: Hold?
+            for hold in list.sorted(by: { $0.acquireSent < $1.acquireSent }) {
+                while next < byGrant.count, byGrant[next].granted < hold.acquireSent {
+                    if highest == nil || byGrant[next].fence > highest!.fence { highest = byGrant[next] }
+                    next += 1
+                }
+                if let highest, hold.fence <= highest.fence {
+                    violations.append(
+                        "fence went back on \(lock): \(hold.fence) granted after \(highest.fence) had been")
+                }
+            }
+        }
+    }
+
+    /// A hold acknowledged as durable (pid, token) is still there when its owner releases it,
+    /// unless a break, a lease end or (for session holds) a lockd crash explains its absence.
+    private mutating func checkDurability() {
+        for hold in holds where hold.releaseError != nil {
+            guard let releaseSent = hold.releaseSent, let answered = hold.releaseAnswered else { continue }
+            let broken = (breaks[hold.lock] ?? []).contains {
+                ($0.done ?? .infinity) > hold.acquireSent && $0.sent < answered
+            }
+            let crashed = crashes.contains { $0 > hold.acquireSent && $0 < answered }
+            let expired = hold.owner.hasPrefix("token:") && answered >= hold.acquireSent + hold.ttl
+            // A release sent just before a crash may have been done (and journaled) unanswered.
+            let releasedUnanswered = crashes.contains { $0 > releaseSent && $0 < answered }
+            let explained = broken || expired || releasedUnanswered || (hold.owner == "session" && crashed)
+            if !explained {
+                violations.append(
+                    "hold lost: \(hold.lock) fence \(hold.fence) of \(hold.owner) (worker \(hold.worker)) "
+                        + "answered \(hold.releaseError!) at release\(crashed ? " after a lockd restart" : "")")
+            }
+        }
+    }
+
+    /// Holds left when every owner is dead and every lease has run out.
+    mutating func checkLeftovers(_ leftovers: [String]) {
+        for leftover in leftovers { violations.append("hold left behind by a dead owner: \(leftover)") }
+    }
+}
