@@ -48,9 +48,18 @@ struct LockdServer: Service, CustomStringConvertible {
     }
 
     func run() async throws {
-        let (listener, ownsPath) = try await listen()
         let service = self.service
         let loop = service.eventLoop
+        let listener: any Channel
+        let ownsPath: Bool
+        do {
+            (listener, ownsPath) = try await listen()
+        } catch {
+            // Never served: complete the service's promise and stop its loop before exiting.
+            try? await loop.submit { service.value.abandon() }.get()
+            try? await group.shutdownGracefully()
+            throw error
+        }
         try await loop.submit {
             service.value.listener = listener
             service.value.announceReady()

@@ -21,11 +21,15 @@ struct ConfigurationTests {
         let file = directory + "/bad.toml"
         for (text, expected) in cases {
             try text.write(toFile: file, atomically: true, encoding: .utf8)
-            let run = try execute(Binaries.lockd, ["--config", file, "--socket", directory + "/s.sock"], timeout: 10)
+            let run = try execute(
+                Binaries.lockd,
+                ["--config", file, "--socket", directory + "/s.sock", "--state-dir", directory + "/state"],
+                timeout: 10)
             #expect(run.status == 78, "\(text)")
             #expect(run.stderr.contains(expected), "\(run.stderr) should contain \(expected)")
         }
-        let missing = try execute(Binaries.lockd, ["--config", directory + "/none.toml"], timeout: 10)
+        let missing = try execute(
+            Binaries.lockd, ["--config", directory + "/none.toml", "--state-dir", directory + "/state"], timeout: 10)
         #expect(missing.status == 78)
         #expect(missing.stderr.contains("none.toml: No such file or directory"), "\(missing.stderr)")
     }

@@ -8,13 +8,17 @@ struct DaemonLifecycleTests {
     @Test("a second lockd on the same path refuses to start; a stale socket file is replaced")
     func refusedAndStale() throws {
         let daemon = try Daemon()
-        let second = try execute(Binaries.lockd, ["--socket", daemon.socket], timeout: 10)
+        // Own state directories: root's default, /var/lib/lockd, is the machine's.
+        func state(_ name: String) -> [String] {
+            ["--config", "/dev/null", "--state-dir", daemon.directory + "/" + name]
+        }
+        let second = try execute(Binaries.lockd, ["--socket", daemon.socket] + state("second"), timeout: 10)
         #expect(second.status != 0)
         #expect(second.stderr.contains("another lockd"))
 
         let notSocket = daemon.directory + "/plain"
         _ = FileManager.default.createFile(atPath: notSocket, contents: Data("x".utf8))
-        let refused = try execute(Binaries.lockd, ["--socket", notSocket], timeout: 10)
+        let refused = try execute(Binaries.lockd, ["--socket", notSocket] + state("refused"), timeout: 10)
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("not a socket"))
 
@@ -22,7 +26,7 @@ struct DaemonLifecycleTests {
         kill(daemon.process.processIdentifier, SIGKILL)
         daemon.process.waitUntilExit()
         #expect(FileManager.default.fileExists(atPath: daemon.socket))
-        let (restarted, _) = try spawn(Binaries.lockd, ["--socket", daemon.socket])
+        let (restarted, _) = try spawn(Binaries.lockd, ["--socket", daemon.socket] + state("restarted"))
         defer { kill(restarted.processIdentifier, SIGKILL) }
         #expect(eventually { (try? LockConnection(path: daemon.socket).ask("ping").isOK) == true })
     }

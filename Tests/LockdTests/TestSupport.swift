@@ -32,10 +32,17 @@ func execute(_ path: String, _ arguments: [String], environment: [String: String
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
+    // Files, not pipes: a grandchild that keeps them open (a crash reporter, a daemon) cannot
+    // make the test wait for an end of file that never comes.
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent("lockd-out-\(UUID().uuidString)").path
+    _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: base + ".err", contents: nil)
+    defer {
+        try? FileManager.default.removeItem(atPath: base + ".out")
+        try? FileManager.default.removeItem(atPath: base + ".err")
+    }
+    process.standardOutput = FileHandle(forWritingAtPath: base + ".out")
+    process.standardError = FileHandle(forWritingAtPath: base + ".err")
     process.standardInput = FileHandle.nullDevice
     try process.run()
     let deadline = Date().addingTimeInterval(timeout)
@@ -46,8 +53,8 @@ func execute(_ path: String, _ arguments: [String], environment: [String: String
         Issue.record("\(path) \(arguments) did not finish within \(timeout)s")
     }
     process.waitUntilExit()
-    let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let stdout = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+    let stderr = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
     return Output(status: process.terminationStatus, stdout: stdout, stderr: stderr)
 }
 
