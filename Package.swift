@@ -65,7 +65,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "lockd-bench",
-            dependencies: ["LockClient", "LockProtocol"],
+            dependencies: [
+                "LockClient", "LockProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strictSettings
         ),
         .executableTarget(

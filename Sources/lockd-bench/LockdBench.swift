@@ -1,75 +1,135 @@
+import ArgumentParser
 import Foundation
 import LockClient
-import LockProtocol
 
-/// A first, small benchmark: one client, pipelining off, against a lockd it starts itself from
-/// the same build directory. Prints the median ping round trip (the floor through lockd's own
-/// stack), the median acquire+release pair with the pairs per second, and the same pair for a
-/// token owner, whose every change goes through the state journal and fdatasync.
+/// Measures lockd against the round-trip floor and redis-server, side by side in one run, with
+/// one client code for all three (RawLineClient), and writes a table and JSON.
 @main
-struct LockdBench {
-    static func main() throws {
-        let arguments = CommandLine.arguments
-        let iterations = arguments.count > 1 ? Int(arguments[1]) ?? 20000 : 20000
-        let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lockd-bench-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let socket = dir + "/lockd.sock"
-        let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: binDir + "/lockd")
-        // Its own state directory, next to the socket: the durable pair below measures the
-        // journal's fdatasync on the file system of $TMPDIR.
-        daemon.arguments = [
-            "--socket", socket, "--config", "/dev/null", "--state-dir", dir + "/state", "--log-level", "warning",
-        ]
-        try daemon.run()
-        defer {
-            daemon.terminate()
-            daemon.waitUntilExit()
-        }
-        var connection: LockConnection?
-        for _ in 0..<500 where connection == nil {
-            connection = try? LockConnection(path: socket)
-            if connection == nil { usleep(10_000) }
-        }
-        guard let client = connection else { fatalError("lockd did not start at \(socket)") }
+struct LockdBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lockd-bench",
+        abstract: "Benchmark lockd (release build next to this binary) against a bare socket and redis-server.")
 
-        func measure(_ body: () throws -> Void) rethrows -> (median: Double, perSecond: Double) {
-            var samples: [Double] = []
-            samples.reserveCapacity(iterations)
-            for _ in 0..<(iterations / 10) { try body() }  // warm-up
-            let start = LockConnection.monotonicSeconds()
-            for _ in 0..<iterations {
-                let before = LockConnection.monotonicSeconds()
-                try body()
-                samples.append(LockConnection.monotonicSeconds() - before)
+    @Option(help: "Seconds measured per step (after a warm-up).") var seconds = 2.0
+    @Option(help: "Client counts for the many-clients steps.") var clients = "1,16,64,256"
+    @Option(help: "Where to write the JSON results.") var json = "lockd-bench.json"
+    @Option(help: "redis-server to compare with (skipped when absent).") var redis = "/usr/bin/redis-server"
+
+    func run() throws {
+        let counts = clients.split(separator: ",").compactMap { Int($0) }
+        let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent().path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockd-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+
+        let acquireAnswer =
+            Array(#"{"id":1,"ok":true,"lock":"b-1","mode":"exclusive","count":1,"fence":123456}"#.utf8) + [10]
+        let floor = try EchoFloor(path: directory + "/floor.sock", answer: acquireAnswer)
+        let lockd = try Server.start(
+            binaries + "/lockd",
+            [
+                "--socket", directory + "/lockd.sock", "--config", "/dev/null", "--state-dir", directory + "/state",
+                "--log-level", "warning",
+            ], socket: directory + "/lockd.sock")
+        defer { lockd.stop() }
+        let redisServer =
+            FileManager.default.isExecutableFile(atPath: redis)
+            ? try Server.start(
+                redis,
+                [
+                    "--port", "0", "--unixsocket", directory + "/redis.sock", "--unixsocketperm", "700", "--save", "",
+                    "--appendonly", "no",
+                ], socket: directory + "/redis.sock")
+            : nil
+        defer { redisServer?.stop() }
+
+        var report = Report(seconds: seconds)
+        let ok = Array(#""ok":true"#.utf8)
+        func lockPair(_ lock: @escaping @Sendable (Int) -> String, owner: String = "")
+            -> @Sendable (Int) -> (
+                [UInt8], [UInt8], [UInt8], [UInt8]
+            )
+        {
+            { index in
+                let name = lock(index)
+                return (
+                    Array("{\"op\":\"acquire\",\"id\":1,\"lock\":\"\(name)\"\(owner)}\n".utf8), ok,
+                    Array("{\"op\":\"release\",\"id\":2,\"lock\":\"\(name)\"\(owner)}\n".utf8), ok
+                )
             }
-            let total = LockConnection.monotonicSeconds() - start
-            samples.sort()
-            return (samples[samples.count / 2], Double(iterations) / total)
+        }
+        let floorPair: @Sendable (Int) -> ([UInt8], [UInt8], [UInt8], [UInt8]) = { _ in
+            let request = Array(#"{"op":"acquire","id":1,"lock":"b-1"}"#.utf8) + [10]
+            return (request, ok, request, ok)
+        }
+        let redisPair: @Sendable (Int) -> ([UInt8], [UInt8], [UInt8], [UInt8]) = { index in
+            let key = "b-\(index)"
+            return (
+                Array(
+                    "*6\r\n$3\r\nSET\r\n$\(key.utf8.count)\r\n\(key)\r\n$1\r\n1\r\n$2\r\nNX\r\n$2\r\nPX\r\n$5\r\n30000\r\n"
+                        .utf8),
+                Array("+OK".utf8), Array("*2\r\n$3\r\nDEL\r\n$\(key.utf8.count)\r\n\(key)\r\n".utf8), Array(":1".utf8)
+            )
         }
 
-        let ping = try measure { _ = try client.call(op: "ping") }
-        let pair = try measure {
-            _ = try client.call(op: "acquire", [("lock", "bench")])
-            _ = try client.call(op: "release", [("lock", "bench")])
+        report.add("floor", runLoad(clients: 1, seconds: seconds, path: floor.path, requests: floorPair))
+        report.add(
+            "lockd uncontended",
+            runLoad(clients: 1, seconds: seconds, path: lockd.socket, requests: lockPair { "b-\($0)" }))
+        report.add(
+            "lockd durable (token)",
+            runLoad(
+                clients: 1, seconds: seconds, path: lockd.socket,
+                requests: lockPair({ "d-\($0)" }, owner: #","owner":{"token":"bench","ttl":60}"#)))
+        if let redisServer {
+            report.add(
+                "redis uncontended",
+                runLoad(clients: 1, seconds: seconds, path: redisServer.socket, requests: redisPair))
         }
-        let token: JSONValue = .object([("token", "bench"), ("ttl", 60)])
-        let durable = try measure {
-            _ = try client.call(op: "acquire", [("lock", "durable"), ("owner", token)])
-            _ = try client.call(op: "release", [("lock", "durable"), ("owner", token)])
+        for count in counts {
+            report.add(
+                "floor x\(count)", runLoad(clients: count, seconds: seconds, path: floor.path, requests: floorPair))
+            report.add(
+                "lockd distinct x\(count)",
+                runLoad(clients: count, seconds: seconds, path: lockd.socket, requests: lockPair { "b-\($0)" }))
+            if let redisServer {
+                report.add(
+                    "redis distinct x\(count)",
+                    runLoad(clients: count, seconds: seconds, path: redisServer.socket, requests: redisPair))
+            }
         }
-        print("iterations: \(iterations)")
-        print(String(format: "ping round trip: median %.1f us, %.0f/s", ping.median * 1e6, ping.perSecond))
-        print(
-            String(
-                format: "acquire+release pair: median %.1f us, %.0f pairs/s, %.2fx two ping round trips",
-                pair.median * 1e6, pair.perSecond, pair.median / (2 * ping.median)))
-        print(
-            String(
-                format:
-                    "durable (token) pair, journaled and synced: median %.1f us, %.0f pairs/s, %.2fx the session pair",
-                durable.median * 1e6, durable.perSecond, durable.median / pair.median))
+        for count in [16, 64] {
+            report.add(
+                "lockd contended x\(count)",
+                runLoad(clients: count, seconds: seconds, path: lockd.socket, requests: lockPair { _ in "hot" }))
+        }
+        report.print(redis: redisServer != nil)
+        try report.write(json: json)
+        Swift.print("JSON: \(json)")
+    }
+}
+
+/// A server process the benchmark starts and stops.
+struct Server {
+    let process: Process
+    let socket: String
+
+    static func start(_ path: String, _ arguments: [String], socket: String) throws -> Server {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<500 {
+            if RawLineClient(path: socket) != nil { return Server(process: process, socket: socket) }
+            usleep(10_000)
+        }
+        throw ValidationError("\(path) did not listen on \(socket)")
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
     }
 }

@@ -1,0 +1,93 @@
+import Foundation
+import LockClient
+
+/// What one load step measured: pairs (two round trips each) over all clients.
+struct LoadResult {
+    var clients: Int
+    var pairs: Int
+    var seconds: Double
+    /// Whole-pair latencies, and (for lock pairs) the first round trip alone: the wait.
+    var pairLatencies: [Double]
+    var firstLatencies: [Double]
+    var failures: Int
+
+    var perSecond: Double { Double(pairs) / seconds }
+    func pairPercentile(_ p: Double) -> Double { Self.percentile(pairLatencies, p) }
+    func firstPercentile(_ p: Double) -> Double { Self.percentile(firstLatencies, p) }
+
+    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return .nan }
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+}
+
+/// Runs `clients` threads, each with its own connection, doing `first` then `second` round trips
+/// in a loop for `seconds` (after a short warm-up), pipelining off.
+func runLoad(
+    clients: Int, seconds: Double, path: String,
+    requests: @escaping @Sendable (Int) -> (first: [UInt8], firstOK: [UInt8], second: [UInt8], secondOK: [UInt8])
+) -> LoadResult {
+    final class Results: @unchecked Sendable {
+        let lock = NSLock()
+        var pairs = 0
+        var failures = 0
+        var pairLatencies: [Double] = []
+        var firstLatencies: [Double] = []
+    }
+    let results = Results()
+    let ready = DispatchGroup()
+    let go = DispatchSemaphore(value: 0)
+    let done = DispatchGroup()
+    let warmUp = min(0.5, seconds / 4)
+    for index in 0..<clients {
+        ready.enter()
+        done.enter()
+        Thread.detachNewThread {
+            defer { done.leave() }
+            guard let client = RawLineClient(path: path) else {
+                ready.leave()
+                return
+            }
+            let (first, firstOK, second, secondOK) = requests(index)
+            ready.leave()
+            go.wait()
+            let start = LockConnection.monotonicSeconds()
+            let measureFrom = start + warmUp
+            let stop = measureFrom + seconds
+            var pairs = 0
+            var failures = 0
+            var pairLatencies: [Double] = []
+            var firstLatencies: [Double] = []
+            pairLatencies.reserveCapacity(100_000)
+            firstLatencies.reserveCapacity(100_000)
+            while true {
+                let before = LockConnection.monotonicSeconds()
+                if before >= stop { break }
+                let okFirst = client.roundTrip(first, expect: firstOK)
+                let middle = LockConnection.monotonicSeconds()
+                let okSecond = client.roundTrip(second, expect: secondOK)
+                let after = LockConnection.monotonicSeconds()
+                guard before >= measureFrom else { continue }
+                if okFirst && okSecond {
+                    pairs += 1
+                    pairLatencies.append(after - before)
+                    firstLatencies.append(middle - before)
+                } else {
+                    failures += 1
+                }
+            }
+            results.lock.withLock {
+                results.pairs += pairs
+                results.failures += failures
+                results.pairLatencies += pairLatencies
+                results.firstLatencies += firstLatencies
+            }
+        }
+    }
+    ready.wait()
+    for _ in 0..<clients { go.signal() }
+    done.wait()
+    return LoadResult(
+        clients: clients, pairs: results.pairs, seconds: seconds, pairLatencies: results.pairLatencies.sorted(),
+        firstLatencies: results.firstLatencies.sorted(), failures: results.failures)
+}

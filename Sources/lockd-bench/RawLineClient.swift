@@ -1,0 +1,67 @@
+import Glibc
+
+/// The lightest client the harness can make: one blocking Unix socket, requests as prepared
+/// bytes, answers read up to their line end and checked by a byte prefix, no JSON. Every server
+/// in the comparison (bare echo, lockd, redis-server) is driven by this same code.
+final class RawLineClient {
+    private let fd: Int32
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+    private var start = 0
+    private var end = 0
+
+    init?(path: String) {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard connected == 0 else {
+            close(fd)
+            return nil
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `request` and reads one answer line; returns whether it contains `expected`.
+    @discardableResult
+    func roundTrip(_ request: [UInt8], expect expected: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < request.count {
+            let count = request[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard count > 0 else { return false }
+            sent += count
+        }
+        return readLine(containing: expected)
+    }
+
+    private func readLine(containing expected: [UInt8]) -> Bool {
+        while true {
+            if let newline = buffer[start..<end].firstIndex(of: UInt8(ascii: "\n")) {
+                let matches = buffer[start..<newline].firstRange(of: expected) != nil
+                start = newline + 1
+                return matches
+            }
+            if start == end {
+                start = 0
+                end = 0
+            }
+            if end == buffer.count {
+                buffer.replaceSubrange(0..<start, with: [])
+                end -= start
+                start = 0
+                buffer += [UInt8](repeating: 0, count: 4096)
+            }
+            let count = buffer[end...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard count > 0 else { return false }
+            end += count
+        }
+    }
+}
