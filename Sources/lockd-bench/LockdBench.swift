@@ -14,8 +14,14 @@ struct LockdBench: ParsableCommand {
     @Option(help: "Client counts for the many-clients steps.") var clients = "1,16,64,256"
     @Option(help: "Where to write the JSON results.") var json = "lockd-bench.json"
     @Option(help: "redis-server to compare with (skipped when absent).") var redis = "/usr/bin/redis-server"
+    @Option(help: "Idle connections for the scale step (0 skips it).") var idle = 10_000
+    @Option(help: "Held locks for the scale step (0 skips it).") var held = 1_000_000
+    @Option(help: "Runs of each command in the shell step (0 skips it).") var shellRuns = 200
 
     func run() throws {
+        raiseFileLimit()
+        // A server that closes on us must give EPIPE, not end the benchmark.
+        signal(SIGPIPE, SIG_IGN)
         let counts = clients.split(separator: ",").compactMap { Int($0) }
         let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
@@ -26,10 +32,13 @@ struct LockdBench: ParsableCommand {
         let acquireAnswer =
             Array(#"{"id":1,"ok":true,"lock":"b-1","mode":"exclusive","count":1,"fence":123456}"#.utf8) + [10]
         let floor = try EchoFloor(path: directory + "/floor.sock", answer: acquireAnswer)
+        // Room for the idle connections of the scale step.
+        let config = directory + "/lockd.toml"
+        try "[limits]\nmax_clients = \(idle + 1024)\n".write(toFile: config, atomically: true, encoding: .utf8)
         let lockd = try Server.start(
             binaries + "/lockd",
             [
-                "--socket", directory + "/lockd.sock", "--config", "/dev/null", "--state-dir", directory + "/state",
+                "--socket", directory + "/lockd.sock", "--config", config, "--state-dir", directory + "/state",
                 "--log-level", "warning",
             ], socket: directory + "/lockd.sock")
         defer { lockd.stop() }
@@ -103,6 +112,23 @@ struct LockdBench: ParsableCommand {
             report.add(
                 "lockd contended x\(count)",
                 runLoad(clients: count, seconds: seconds, path: lockd.socket, requests: lockPair { _ in "hot" }))
+        }
+        if shellRuns > 0 {
+            let lockctl = binaries + "/lockctl"
+            let file = directory + "/flock-file"
+            _ = FileManager.default.createFile(atPath: file, contents: nil)
+            let environment = ["LOCKD_SOCKET": lockd.socket]
+            report.shell = (
+                lockctlRun: ScaleAndShell.wallMedian(
+                    lockctl, ["run", "shell-bench", "--", "/bin/true"], environment: environment, runs: shellRuns),
+                flock: ScaleAndShell.wallMedian(
+                    "/usr/bin/flock", [file, "/bin/true"], environment: [:], runs: shellRuns),
+                true: ScaleAndShell.wallMedian("/bin/true", [], environment: [:], runs: shellRuns)
+            )
+        }
+        if idle > 0 || held > 0 {
+            report.scale = ScaleAndShell.scale(
+                socket: lockd.socket, pid: lockd.process.processIdentifier, idle: idle, held: held)
         }
         report.print(redis: redisServer != nil)
         try report.write(json: json)

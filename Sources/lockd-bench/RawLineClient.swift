@@ -42,6 +42,24 @@ final class RawLineClient {
         return readLine(containing: expected)
     }
 
+    /// Writes `bytes` (several request lines, pipelined) without waiting for answers.
+    func send(_ bytes: [UInt8]) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard count > 0 else { return false }
+            sent += count
+        }
+        return true
+    }
+
+    /// Reads `count` answer lines; returns how many contained `expected`.
+    func receive(_ count: Int, expect expected: [UInt8]) -> Int {
+        var matched = 0
+        for _ in 0..<count where readLine(containing: expected) { matched += 1 }
+        return matched
+    }
+
     private func readLine(containing expected: [UInt8]) -> Bool {
         while true {
             if let newline = buffer[start..<end].firstIndex(of: UInt8(ascii: "\n")) {

@@ -4,6 +4,8 @@ import Foundation
 struct Report {
     let seconds: Double
     private(set) var rows: [(name: String, result: LoadResult)] = []
+    var scale: ScaleAndShell.Scale?
+    var shell: (lockctlRun: Double, flock: Double, true: Double)?
 
     init(seconds: Double) { self.seconds = seconds }
 
@@ -39,7 +41,25 @@ struct Report {
                     format: "64 clients on one lock: hand-off wait p99 %.0fus (target < 1000us)",
                     contended.firstPercentile(0.99) * 1e6))
         }
-        Swift.print("not measured by this version: 10k idle connections, 1M held locks, lockctl run vs flock")
+        if let shell {
+            Swift.print(
+                String(
+                    format:
+                        "shell: lockctl run NAME true %.2fms, flock FILE true %.2fms (%.2fx, target <= 3x); true alone %.2fms",
+                    shell.lockctlRun * 1e3, shell.flock * 1e3, shell.lockctlRun / shell.flock, shell.true * 1e3))
+        }
+        if let scale {
+            Swift.print(
+                String(
+                    format:
+                        "scale: RSS %.1f MiB at start; %d idle connections: %.1f MiB (target < 200), pair p50 %.1fus",
+                    scale.baseRSS, scale.idle, scale.idleRSS, scale.pairWithIdle * 1e6))
+            Swift.print(
+                String(
+                    format:
+                        "scale: %d held locks (%.0f acquires/s pipelined): %.1f MiB (target < 1024), pair p50 %.1fus vs %.1fus empty",
+                    scale.held, scale.heldPerSecond, scale.heldRSS, scale.pairWithHeld * 1e6, scale.pairEmpty * 1e6))
+        }
     }
 
     func write(json path: String) throws {
@@ -59,10 +79,26 @@ struct Report {
         uname(&system)
         let machine = withUnsafeBytes(of: system.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let release = withUnsafeBytes(of: system.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        let document: [String: Any] = [
+        var document: [String: Any] = [
             "date": ISO8601DateFormatter().string(from: Date()), "cpus": ProcessInfo.processInfo.activeProcessorCount,
             "kernel": release, "machine": machine, "seconds_per_step": seconds, "steps": steps,
         ]
+        if let shell {
+            document["shell"] = [
+                "lockctl_run_ms": number(shell.lockctlRun * 1e3), "flock_ms": number(shell.flock * 1e3),
+                "true_ms": number(shell.true * 1e3),
+            ]
+        }
+        if let scale {
+            document["scale"] = [
+                "base_rss_mib": number(scale.baseRSS), "idle_connections": scale.idle,
+                "idle_rss_mib": number(scale.idleRSS), "pair_p50_with_idle_us": number(scale.pairWithIdle * 1e6),
+                "held_locks": scale.held, "held_rss_mib": number(scale.heldRSS),
+                "pair_p50_empty_us": number(scale.pairEmpty * 1e6),
+                "pair_p50_with_held_us": number(scale.pairWithHeld * 1e6),
+                "held_acquires_per_second": number(scale.heldPerSecond),
+            ]
+        }
         let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: path))
     }

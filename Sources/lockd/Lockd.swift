@@ -53,6 +53,7 @@ struct Lockd: AsyncParsableCommand {
     }
 
     func run() async throws {
+        raiseFileLimit()
         let overrides = ConfigurationOverrides(
             socket: socket, shutdownGrace: shutdownGrace, logLevel: logLevel.flatMap(Logger.Level.init(rawValue:)),
             logTarget: log.flatMap(LockdConfiguration.LogTarget.init(rawValue:)), stateDirectory: stateDir,
@@ -101,6 +102,15 @@ struct Lockd: AsyncParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// Every client is a descriptor and every pid owner a pidfd: take the hard limit as the soft one
+/// (systemd's advice for programs that do not use select(2)), so `limits.max_clients` can be met.
+private func raiseFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = min(limit.rlim_max, 1 << 20)
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 enum FileHandleStderr {
