@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import LockClient
 
 /// The round-trip floor: a bare Unix-socket server that answers each line with a line of the
 /// size lockd would answer, one thread per connection. Nothing can serve a line faster here.
@@ -11,16 +12,7 @@ final class EchoFloor: @unchecked Sendable {
         self.path = path
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         self.listener = listener
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
+        let bound = UnixSocketAddress.with(path: path) { bind(listener, $0, $1) }
         guard bound == 0, listen(listener, 1024) == 0 else { throw POSIXError(.EADDRINUSE) }
         Thread.detachNewThread {
             while true {

@@ -1,34 +1,21 @@
 import Glibc
+import LockClient
 
-/// The lightest client the harness can make: one blocking Unix socket, requests as prepared
-/// bytes, answers read up to their line end and checked by a byte prefix, no JSON. Every server
-/// in the comparison (bare echo, lockd, redis-server) is driven by this same code.
+/// The lightest client the harness can make: requests as prepared bytes, answers read up to
+/// their line end and checked for a byte string, no JSON. Every server in the comparison (bare
+/// echo, lockd, redis-server) is driven by this same code. It borrows the socket of a
+/// `LockConnection`, which connects and closes it, and does its own reading.
 final class RawLineClient {
-    private let fd: Int32
+    private let connection: LockConnection
+    private var fd: Int32 { connection.fd }
     private var buffer = [UInt8](repeating: 0, count: 4096)
     private var start = 0
     private var end = 0
 
     init?(path: String) {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard connected == 0 else {
-            close(fd)
-            return nil
-        }
+        guard let connection = try? LockConnection(path: path) else { return nil }
+        self.connection = connection
     }
-
-    deinit { close(fd) }
 
     /// Sends `request` and reads one answer line; returns whether it contains `expected`.
     @discardableResult
