@@ -9,19 +9,29 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? Request.decode(bytes)
     if let value = try? JSONValue.parse(bytes) {
         let again = try? JSONValue.parse(Array(value.serialized.utf8))
-        // Foundation's decoder does not keep member order, so compare with members sorted.
         precondition(
-            again.map(canonical) == canonical(value),
+            again.map { same($0, value) } == true,
             "serializer round trip changed \(value) into \(String(describing: again))")
     }
     return 0
 }
 
-private func canonical(_ value: JSONValue) -> JSONValue {
-    switch value {
-    case .array(let items): .array(items.map(canonical))
-    case .object(let members): .object(members.map { ($0.key, canonical($0.value)) }.sorted { $0.0 < $1.0 })
-    default: value
+/// Whether two values are the same JSON. Members are compared sorted, since Foundation's decoder
+/// keeps no order. JSON has one number type, and that decoder reads an integral number as `.int`
+/// even in exponent form (`-4.444444444414444e+17`), so an int and a double are compared by
+/// their double value; two ints must be equal exactly.
+private func same(_ lhs: JSONValue, _ rhs: JSONValue) -> Bool {
+    switch (lhs, rhs) {
+    case (.int(let integer), .double(let double)), (.double(let double), .int(let integer)):
+        return Double(integer) == double
+    case (.array(let left), .array(let right)):
+        return left.count == right.count && zip(left, right).allSatisfy(same)
+    case (.object(let left), .object(let right)):
+        let (sortedLeft, sortedRight) = (left.sorted { $0.key < $1.key }, right.sorted { $0.key < $1.key })
+        return sortedLeft.count == sortedRight.count
+            && zip(sortedLeft, sortedRight).allSatisfy { $0.key == $1.key && same($0.value, $1.value) }
+    default:
+        return lhs == rhs
     }
 }
 
