@@ -9,7 +9,7 @@ UNITDIR := $(LIBDIR)/systemd/system
 SYSUSERSDIR := $(LIBDIR)/sysusers.d
 TMPFILESDIR := $(LIBDIR)/tmpfiles.d
 CONFDIR := /etc/lockd
-SWIFT_BUILD := swift build -c release
+SWIFT_BUILD := swift build -c release --static-swift-stdlib
 # Post-install steps run only on a live systemd host, and never for a staged install.
 LIVE := $(if $(DESTDIR),,$(wildcard /run/systemd/system))
 

@@ -80,6 +80,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
+        .testTarget(name: "LockProtocolTests", dependencies: ["LockProtocol"]),
         .testTarget(
             name: "LockdTests",
             dependencies: ["LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl", "lockd-stress"]

@@ -1,5 +1,3 @@
-import FoundationEssentials
-
 /// A JSON value: what one protocol line holds, before it is read as a request or a response.
 public enum JSONValue: Sendable, Equatable {
     case null
@@ -52,9 +50,14 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
-    /// Parses one JSON text (with Foundation's decoder).
-    public static func parse(_ bytes: some Sequence<UInt8>) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    /// Parses one JSON text (RFC 8259; duplicate members are refused, see `JSONParseError`).
+    public static func parse(_ bytes: some Sequence<UInt8>) throws(JSONParseError) -> JSONValue {
+        let result = bytes.withContiguousStorageIfAvailable(parse) ?? Array(bytes).withUnsafeBufferPointer(parse)
+        return try result.get()
+    }
+
+    private static func parse(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
+        Result { () throws(JSONParseError) -> JSONValue in try JSONParser.parse(UnsafeRawBufferPointer(buffer)) }
     }
 
     /// The compact JSON text of this value.
@@ -62,40 +65,6 @@ public enum JSONValue: Sendable, Equatable {
         var bytes: [UInt8] = []
         write(to: &bytes)
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-extension JSONValue: Decodable {
-    private struct AnyKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    public init(from decoder: any Decoder) throws {
-        if let object = try? decoder.container(keyedBy: AnyKey.self) {
-            self = .object(try object.allKeys.map { ($0.stringValue, try object.decode(JSONValue.self, forKey: $0)) })
-            return
-        }
-        if var array = try? decoder.unkeyedContainer() {
-            var elements: [JSONValue] = []
-            while !array.isAtEnd { elements.append(try array.decode(JSONValue.self)) }
-            self = .array(elements)
-            return
-        }
-        let single = try decoder.singleValueContainer()
-        if single.decodeNil() {
-            self = .null
-        } else if let value = try? single.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? single.decode(Int64.self) {
-            self = .int(value)
-        } else if let value = try? single.decode(Double.self) {
-            self = .double(value)
-        } else {
-            self = .string(try single.decode(String.self))
-        }
     }
 }
 

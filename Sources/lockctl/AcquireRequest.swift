@@ -64,6 +64,7 @@ private func cancel(_ connection: LockConnection, request: RequestID, name: Stri
 
 struct Acquire: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "acquire",
         abstract: "Acquire a lock for the calling shell (re-entrant; released when the shell exits).")
 
     @Argument(help: "Lock name.") var name: String

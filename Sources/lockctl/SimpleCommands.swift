@@ -2,7 +2,8 @@ import ArgumentParser
 import LockProtocol
 
 struct Release: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Release one count of a hold (or all of it).")
+    static let configuration = CommandConfiguration(
+        commandName: "release", abstract: "Release one count of a hold (or all of it).")
 
     @Argument(help: "Lock name.") var name: String
     @Flag(help: "Release the whole re-entrant count.") var all = false
@@ -20,7 +21,7 @@ struct Release: ParsableCommand {
 }
 
 struct Renew: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Renew a token's lease.")
+    static let configuration = CommandConfiguration(commandName: "renew", abstract: "Renew a token's lease.")
 
     @Option(help: "The token.") var token: String
     @Option(help: "New lease in seconds.") var ttl: Double
@@ -37,6 +38,7 @@ struct Renew: ParsableCommand {
 
 struct Break: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "break",
         abstract: "Take a lock away from its holders (shielded holders lose it when their shield closes).")
 
     @Argument(help: "Lock name.") var name: String

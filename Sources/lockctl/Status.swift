@@ -2,7 +2,8 @@ import ArgumentParser
 import LockProtocol
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show who holds and who waits for locks.")
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show who holds and who waits for locks.")
 
     @Argument(help: "Only this lock.") var name: String?
     @Flag(help: "Print the protocol's JSON answer.") var json = false

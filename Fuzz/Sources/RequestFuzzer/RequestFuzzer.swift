@@ -1,29 +1,79 @@
+import FoundationEssentials
 import LockProtocol
 
 /// libFuzzer entry point: one request line. The decoder must answer every input with a request
-/// or a `LockError` (never crash, hang or leak), and whatever JSON it accepts must survive a
-/// round trip through lockd's own serializer.
+/// or a `LockError` (never crash, hang or leak). lockd's own JSON parser must agree with
+/// Foundation's `JSONDecoder` (the reference it replaced) on every input it has an opinion on, and
+/// whatever it accepts must survive a round trip through lockd's serializer unchanged.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
     _ = try? Request.decode(bytes)
-    if let value = try? JSONValue.parse(bytes) {
-        let again = try? JSONValue.parse(Array(value.serialized.utf8))
+    let reference = try? JSONDecoder().decode(Reference.self, from: Data(bytes)).value
+    let parsed: JSONValue
+    do {
+        parsed = try JSONValue.parse(bytes)
+    } catch .syntax(let offset) {
+        // Foundation also reads UTF-16 and UTF-32 (told by NUL bytes or a byte-order mark), and
+        // a comma before `]` or `}`; RFC 8259 and lockd's lines have neither.
+        guard let reference, !bytes.contains(0), !bytes.starts(with: [0xEF, 0xBB, 0xBF]),
+            !bytes.starts(with: [0xFE, 0xFF]), !bytes.starts(with: [0xFF, 0xFE])
+        else { return 0 }
+        let withoutTrailingCommas = try? JSONValue.parse(removingTrailingCommas(bytes))
         precondition(
-            again.map { same($0, value) } == true,
-            "serializer round trip changed \(value) into \(String(describing: again))")
+            withoutTrailingCommas.map { same($0, reference) } == true,
+            "refused at \(offset) what Foundation reads as \(reference)")
+        return 0
+    } catch {
+        // Duplicate members and deep nesting are refused on purpose; Foundation keeps one of the
+        // duplicates and nests up to 512 levels.
+        return 0
     }
+    precondition(reference != nil, "accepted \(parsed), which Foundation refuses")
+    precondition(same(parsed, reference!), "read \(parsed) where Foundation reads \(reference!)")
+    let again = try? JSONValue.parse(Array(parsed.serialized.utf8))
+    precondition(again == parsed, "serializer round trip changed \(parsed) into \(String(describing: again))")
     return 0
 }
 
+/// The text without each comma that is followed, after whitespace, by `]` or `}` (outside strings).
+private func removingTrailingCommas(_ bytes: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+    var out: [UInt8] = []
+    var inString = false
+    var escaped = false
+    for (index, byte) in bytes.enumerated() {
+        if inString {
+            if escaped {
+                escaped = false
+            } else if byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "\"") {
+                inString = false
+            }
+        } else if byte == UInt8(ascii: "\"") {
+            inString = true
+        } else if byte == UInt8(ascii: ",") {
+            let next = bytes[(index + 1)...].first { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }
+            if next == UInt8(ascii: "]") || next == UInt8(ascii: "}") { continue }
+        }
+        out.append(byte)
+    }
+    return out
+}
+
 /// Whether two values are the same JSON. Members are compared sorted, since Foundation's decoder
-/// keeps no order. JSON has one number type, and that decoder reads an integral number as `.int`
-/// even in exponent form (`-4.444444444414444e+17`), so an int and a double are compared by
-/// their double value; two ints must be equal exactly.
+/// keeps no order. JSON has one number type, so an int and a double are compared by value. Beyond
+/// 2^53 a double has no exact integer, and a text with a fraction or exponent there has no one
+/// right reading (Foundation even truncates `-88888888888882888.44` to an int), so numbers that
+/// large need only agree to a double's precision; smaller ints must be equal exactly.
 private func same(_ lhs: JSONValue, _ rhs: JSONValue) -> Bool {
     switch (lhs, rhs) {
-    case (.int(let integer), .double(let double)), (.double(let double), .int(let integer)):
-        return Double(integer) == double
+    case (.int(let left), .int(let right)) where left.magnitude <= 1 << 53 && right.magnitude <= 1 << 53:
+        return left == right
+    case (.int, .int), (.int, .double), (.double, .int):
+        let (left, right) = (lhs.number!, rhs.number!)
+        let magnitude = max(abs(left), abs(right))
+        return left == right || (magnitude > 0x1p53 && abs(left - right) <= magnitude * 0x1p-50)
     case (.array(let left), .array(let right)):
         return left.count == right.count && zip(left, right).allSatisfy(same)
     case (.object(let left), .object(let right)):
@@ -32,6 +82,44 @@ private func same(_ lhs: JSONValue, _ rhs: JSONValue) -> Bool {
             && zip(sortedLeft, sortedRight).allSatisfy { $0.key == $1.key && same($0.value, $1.value) }
     default:
         return lhs == rhs
+    }
+}
+
+/// Foundation's reading of a JSON text, as a `JSONValue`: the decoder lockd used before its own.
+private struct Reference: Decodable {
+    let value: JSONValue
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        if let object = try? decoder.container(keyedBy: AnyKey.self) {
+            value = .object(
+                try object.allKeys.map { ($0.stringValue, try object.decode(Reference.self, forKey: $0).value) })
+            return
+        }
+        if var array = try? decoder.unkeyedContainer() {
+            var elements: [JSONValue] = []
+            while !array.isAtEnd { elements.append(try array.decode(Reference.self).value) }
+            value = .array(elements)
+            return
+        }
+        let single = try decoder.singleValueContainer()
+        if single.decodeNil() {
+            value = .null
+        } else if let bool = try? single.decode(Bool.self) {
+            value = .bool(bool)
+        } else if let integer = try? single.decode(Int64.self) {
+            value = .int(integer)
+        } else if let double = try? single.decode(Double.self) {
+            value = .double(double)
+        } else {
+            value = .string(try single.decode(String.self))
+        }
     }
 }
 
