@@ -9,11 +9,17 @@ struct LoadResult {
     /// Whole-pair latencies, and (for lock pairs) the first round trip alone: the wait.
     var pairLatencies: [Double]
     var firstLatencies: [Double]
+    /// When each measured first round trip was answered. On one exclusive lock that is a grant,
+    /// and the holder sends its release at that same instant, so the gaps between consecutive
+    /// grants are the hand-offs: release sent by one client to grant read by the next.
+    var firstAnswered: [Double]
     var failures: Int
 
     var perSecond: Double { Double(pairs) / seconds }
     func pairPercentile(_ p: Double) -> Double { Self.percentile(pairLatencies, p) }
     func firstPercentile(_ p: Double) -> Double { Self.percentile(firstLatencies, p) }
+    /// Sorted hand-off times (meaningful for clients contending for one exclusive lock).
+    var handOffs: [Double] { zip(firstAnswered.dropFirst(), firstAnswered).map { $0 - $1 }.sorted() }
 
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return .nan }
@@ -33,6 +39,7 @@ func runLoad(
         var failures = 0
         var pairLatencies: [Double] = []
         var firstLatencies: [Double] = []
+        var firstAnswered: [Double] = []
     }
     let results = Results()
     let ready = DispatchGroup()
@@ -58,8 +65,10 @@ func runLoad(
             var failures = 0
             var pairLatencies: [Double] = []
             var firstLatencies: [Double] = []
+            var firstAnswered: [Double] = []
             pairLatencies.reserveCapacity(100_000)
             firstLatencies.reserveCapacity(100_000)
+            firstAnswered.reserveCapacity(100_000)
             while true {
                 let before = LockConnection.monotonicSeconds()
                 if before >= stop { break }
@@ -72,6 +81,7 @@ func runLoad(
                     pairs += 1
                     pairLatencies.append(after - before)
                     firstLatencies.append(middle - before)
+                    firstAnswered.append(middle)
                 } else {
                     failures += 1
                 }
@@ -81,6 +91,7 @@ func runLoad(
                 results.failures += failures
                 results.pairLatencies += pairLatencies
                 results.firstLatencies += firstLatencies
+                results.firstAnswered += firstAnswered
             }
         }
     }
@@ -89,5 +100,6 @@ func runLoad(
     done.wait()
     return LoadResult(
         clients: clients, pairs: results.pairs, seconds: seconds, pairLatencies: results.pairLatencies.sorted(),
-        firstLatencies: results.firstLatencies.sorted(), failures: results.failures)
+        firstLatencies: results.firstLatencies.sorted(), firstAnswered: results.firstAnswered.sorted(),
+        failures: results.failures)
 }

@@ -118,12 +118,24 @@ struct LockdBench: ParsableCommand {
             let file = directory + "/flock-file"
             _ = FileManager.default.createFile(atPath: file, contents: nil)
             let environment = ["LOCKD_SOCKET": lockd.socket]
+            // A script's own loop: each iteration is two lockctl processes against two flock(1)
+            // calls on a descriptor the shell keeps open.
+            let iterations = 20
+            let loop = "for i in $(seq \(iterations)); do"
+            let loopRuns = max(5, shellRuns / iterations)
             report.shell = (
                 lockctlRun: ScaleAndShell.wallMedian(
                     lockctl, ["run", "shell-bench", "--", "/bin/true"], environment: environment, runs: shellRuns),
                 flock: ScaleAndShell.wallMedian(
                     "/usr/bin/flock", [file, "/bin/true"], environment: [:], runs: shellRuns),
-                true: ScaleAndShell.wallMedian("/bin/true", [], environment: [:], runs: shellRuns)
+                true: ScaleAndShell.wallMedian("/bin/true", [], environment: [:], runs: shellRuns),
+                loopLockctl: ScaleAndShell.wallMedian(
+                    "/bin/bash",
+                    ["-c", "\(loop) \"$0\" acquire shell-loop && \"$0\" release shell-loop; done", lockctl],
+                    environment: environment, runs: loopRuns) / Double(iterations),
+                loopFlock: ScaleAndShell.wallMedian(
+                    "/bin/bash", ["-c", "exec 9>\"$0\"; \(loop) flock 9 && flock -u 9; done", file],
+                    environment: [:], runs: loopRuns) / Double(iterations)
             )
         }
         if idle > 0 || held > 0 {

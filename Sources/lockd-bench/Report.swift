@@ -5,7 +5,7 @@ struct Report {
     let seconds: Double
     private(set) var rows: [(name: String, result: LoadResult)] = []
     var scale: ScaleAndShell.Scale?
-    var shell: (lockctlRun: Double, flock: Double, true: Double)?
+    var shell: (lockctlRun: Double, flock: Double, true: Double, loopLockctl: Double, loopFlock: Double)?
 
     init(seconds: Double) { self.seconds = seconds }
 
@@ -35,11 +35,16 @@ struct Report {
                     format: "64 clients, distinct locks: lockd / redis throughput: %.2fx (target >= 1)",
                     lockd.perSecond / redisRow.perSecond))
         }
-        if let contended = row("lockd contended x64") {
+        for clients in [16, 64] {
+            guard let contended = row("lockd contended x\(clients)") else { continue }
+            let handOffs = contended.handOffs
             Swift.print(
                 String(
-                    format: "64 clients on one lock: hand-off wait p99 %.0fus (target < 1000us)",
-                    contended.firstPercentile(0.99) * 1e6))
+                    format:
+                        "%d clients on one lock: hand-off (release sent to next grant read) p50 %.0fus p99 %.0fus%@; "
+                        + "whole wait in the queue p99 %.0fus",
+                    clients, LoadResult.percentile(handOffs, 0.5) * 1e6, LoadResult.percentile(handOffs, 0.99) * 1e6,
+                    clients == 64 ? " (target < 1000us)" : "", contended.firstPercentile(0.99) * 1e6))
         }
         if let shell {
             Swift.print(
@@ -47,6 +52,11 @@ struct Report {
                     format:
                         "shell: lockctl run NAME true %.2fms, flock FILE true %.2fms (%.2fx, target <= 3x); true alone %.2fms",
                     shell.lockctlRun * 1e3, shell.flock * 1e3, shell.lockctlRun / shell.flock, shell.true * 1e3))
+            Swift.print(
+                String(
+                    format:
+                        "shell loop, per iteration: lockctl acquire+release %.2fms, flock 9 + flock -u 9 %.2fms (%.2fx)",
+                    shell.loopLockctl * 1e3, shell.loopFlock * 1e3, shell.loopLockctl / shell.loopFlock))
         }
         if let scale {
             Swift.print(
@@ -74,6 +84,11 @@ struct Report {
                 "first_p50_us": number(result.firstPercentile(0.5) * 1e6),
                 "first_p99_us": number(result.firstPercentile(0.99) * 1e6), "failures": result.failures,
             ])
+            if name.contains("contended") {
+                let handOffs = result.handOffs
+                steps[steps.count - 1]["hand_off_p50_us"] = number(LoadResult.percentile(handOffs, 0.5) * 1e6)
+                steps[steps.count - 1]["hand_off_p99_us"] = number(LoadResult.percentile(handOffs, 0.99) * 1e6)
+            }
         }
         var system = utsname()
         uname(&system)
@@ -87,6 +102,8 @@ struct Report {
             document["shell"] = [
                 "lockctl_run_ms": number(shell.lockctlRun * 1e3), "flock_ms": number(shell.flock * 1e3),
                 "true_ms": number(shell.true * 1e3),
+                "loop_lockctl_acquire_release_ms": number(shell.loopLockctl * 1e3),
+                "loop_flock_lock_unlock_ms": number(shell.loopFlock * 1e3),
             ]
         }
         if let scale {

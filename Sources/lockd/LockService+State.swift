@@ -72,6 +72,24 @@ extension LockService {
     /// keep would break its promise, and systemd restarts it from the last good journal.
     func persistChanges() {
         guard let journal else { return }
+        journalChanges()
+        guard journal.hasPending else { return }
+        do {
+            try journal.sync()
+            if journal.size > max(1 << 20, persisted.count * 2048) { try compactJournal() }
+        } catch {
+            logger.critical("cannot write the state journal; stopping", metadata: ["error": "\(error)"])
+            exit(70)
+        }
+    }
+
+    /// Whether journaled changes wait for the disk (then answers wait for them).
+    var hasUnsyncedChanges: Bool { journal?.hasPending ?? false }
+
+    /// Appends a record for each lock whose durable holds changed since the last call, and a new
+    /// fence reservation when the current one is used up; nothing is synced yet.
+    func journalChanges() {
+        guard let journal else { return }
         for name in table.takeChangedLocks() {
             let holds = table.durableHolds(of: name)
             guard holds != persisted[name] ?? [] else { continue }
@@ -81,14 +99,6 @@ extension LockService {
         if table.currentFence >= reservedFence {
             reservedFence = table.currentFence + Self.fenceBlock
             journal.append(StateRecords.fence(reservedFence))
-        }
-        guard journal.hasPending else { return }
-        do {
-            try journal.sync()
-            if journal.size > max(1 << 20, persisted.count * 2048) { try compactJournal() }
-        } catch {
-            logger.critical("cannot write the state journal; stopping", metadata: ["error": "\(error)"])
-            exit(70)
         }
     }
 

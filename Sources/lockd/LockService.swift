@@ -27,6 +27,9 @@ final class LockService {
     var leaseTimers: [String: Scheduled<Void>] = [:]
     var effects: [LockEffect] = []
     var scratch: [UInt8] = []
+    /// Sessions with queued answers, and whether the end-of-turn flush is scheduled.
+    private var unflushed: [Session] = []
+    private var flushScheduled = false
     var state = State.running
     var listener: (any Channel)?
     /// The last STATUS= sent, and whether an update is already scheduled.
@@ -137,25 +140,37 @@ final class LockService {
     /// answers still waiting for the end-of-read flush.
     func closeAfterFlush(_ session: Session) {
         persistChanges()
-        session.needsFlush = false
         let context = session.context
         let flushed = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(capacity: 0)), promise: flushed)
+        session.flush(promise: flushed)
         flushed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func send(_ message: JSONValue, to session: Session) {
-        session.send(message, scratch: &scratch)
+        if session.send(message, scratch: &scratch) { unflushed.append(session) }
     }
 
-    /// Flushes every connection written to since the last flush, after the state those answers
-    /// promise is on disk.
+    /// Sends the answers queued so far. Answers that promise journaled state wait for the end of
+    /// this turn of the event loop, once its I/O events are all handled: then one fdatasync
+    /// covers every connection's changes (group commit), and answers queued meanwhile wait with
+    /// them so that none overtakes another. Otherwise they go out at once, which keeps the hand-off
+    /// from one client to the next short.
     func flush() {
-        persistChanges()
-        for session in sessions.values where session.needsFlush {
-            session.needsFlush = false
-            session.context.flush()
+        journalChanges()
+        guard !flushScheduled else { return }
+        if hasUnsyncedChanges {
+            flushScheduled = true
+            loop.assumeIsolated().execute { self.flushNow() }
+        } else {
+            flushNow()
         }
+    }
+
+    private func flushNow() {
+        flushScheduled = false
+        persistChanges()
+        for session in unflushed { session.flush() }
+        unflushed.removeAll(keepingCapacity: true)
         stateChanged()
     }
 

@@ -16,7 +16,8 @@ final class Session {
     var pending: [String: PendingAcquire] = [:]
     /// The client half-closed: close once every pending acquire is answered.
     var inputClosed = false
-    var needsFlush = false
+    /// Answers written since the last flush; they go out as one write at the end of the loop's turn.
+    private var outbound: ByteBuffer?
 
     init(id: SessionID, identity: ClientIdentity, context: ChannelHandlerContext) {
         self.id = id
@@ -33,14 +34,23 @@ final class Session {
 
     func key(_ id: RequestID) -> RequestKey { RequestKey(session: self.id, tag: id.description) }
 
-    /// Queues one line for this client; the service flushes at the end of each event.
-    func send(_ message: JSONValue, scratch: inout [UInt8]) {
+    /// Queues one line for this client; `true` when it is the first since the last flush.
+    func send(_ message: JSONValue, scratch: inout [UInt8]) -> Bool {
         scratch.removeAll(keepingCapacity: true)
         message.write(to: &scratch)
         scratch.append(UInt8(ascii: "\n"))
-        var buffer = context.channel.allocator.buffer(capacity: scratch.count)
-        buffer.writeBytes(scratch)
-        context.write(NIOAny(buffer), promise: nil)
-        needsFlush = true
+        if outbound == nil {
+            outbound = context.channel.allocator.buffer(bytes: scratch)
+            return true
+        }
+        outbound!.writeBytes(scratch)
+        return false
+    }
+
+    /// Writes the queued answers, and `promise` completes once they (or nothing) are out.
+    func flush(promise: EventLoopPromise<Void>? = nil) {
+        let buffer = outbound ?? context.channel.allocator.buffer(capacity: 0)
+        outbound = nil
+        if buffer.readableBytes > 0 || promise != nil { context.writeAndFlush(NIOAny(buffer), promise: promise) }
     }
 }
