@@ -18,6 +18,12 @@ public enum LockOwner: Hashable, Sendable, CustomStringConvertible {
     /// A named lease: its holds expire together unless renewed.
     case token(String)
 
+    /// Whether holds of this owner outlive a connection, and so lockd's own restart.
+    public var isDurable: Bool {
+        if case .session = self { return false }
+        return true
+    }
+
     public var description: String {
         switch self {
         case .session(let id): "session \(id)"

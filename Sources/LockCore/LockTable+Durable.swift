@@ -73,12 +73,7 @@ extension LockTable {
 
     /// Every lock with a pid or token hold.
     public var locksWithDurableHolds: [LockName] {
-        locks.compactMap { name, record in
-            record.holders.contains {
-                if case .session = $0.owner { return false }
-                return true
-            } ? name : nil
-        }
+        locks.compactMap { name, record in record.holders.contains { $0.owner.isDurable } ? name : nil }
     }
 
     /// The locks `owner` holds.

@@ -1,9 +1,14 @@
 import DequeModule
 
 extension LockTable {
+    /// Stores a changed record and notes the change for persistence, but only for a lock that
+    /// has or had a durable hold: a session-only lock never reaches the journal, and skipping it
+    /// keeps the set (and its hashing) off that hot path.
     mutating func store(_ record: LockRecord, as name: LockName) {
+        var record = record
+        if !record.hadDurableHold { record.hadDurableHold = record.holders.contains { $0.owner.isDurable } }
+        if recordsChanges, record.hadDurableHold { changedLocks.insert(name) }
         locks[name] = record.isUnused ? nil : record
-        if recordsChanges { changedLocks.insert(name) }
     }
 
     mutating func addHold(
@@ -50,7 +55,7 @@ extension LockTable {
     mutating func modifyHold(of owner: LockOwner, on name: LockName, _ body: (inout Hold) -> Void) {
         guard let index = locks[name]?.holderIndex(of: owner) else { return }
         body(&locks[name]!.holders[index])
-        if recordsChanges { changedLocks.insert(name) }
+        if recordsChanges, owner.isDurable { changedLocks.insert(name) }
     }
 
     /// (Re)sets a token's lease; a fresh lease also cancels an expiry deferred by a shield.

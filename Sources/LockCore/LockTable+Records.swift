@@ -31,6 +31,8 @@ extension LockTable {
         var holders: [Hold] = []
         var waiters: Deque<Waiter> = []
         var fence: UInt64 = 0
+        /// Whether a pid or token hold was ever on this record, so its changes are journaled.
+        var hadDurableHold = false
 
         func holderIndex(of owner: LockOwner) -> Int? {
             holders.firstIndex { $0.owner == owner }

@@ -165,7 +165,8 @@ extension LockService {
     /// A pid owner's exit reaches the loop a moment after the process is gone; a client that
     /// saw it exit and asks at once must not find its holds still there, so look now.
     private func reapExitedOwners(of lock: LockName) {
-        for case .pid(let pid) in table.owners(of: lock) { reapIfExited(pid) }
+        guard !watchers.isEmpty else { return }
+        for case .pid(let pid) in inspectTable({ $0.owners(of: lock) }) { reapIfExited(pid) }
     }
 
     private func reapIfExited(_ pid: Int32) {

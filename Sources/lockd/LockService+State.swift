@@ -91,13 +91,14 @@ extension LockService {
     func journalChanges() {
         guard let journal else { return }
         for name in table.takeChangedLocks() {
-            let holds = table.durableHolds(of: name)
+            let holds = inspectTable { $0.durableHolds(of: name) }
             guard holds != persisted[name] ?? [] else { continue }
             journal.append(StateRecords.lock(name, holds: holds, startTime: startTime(of:)))
             persisted[name] = holds.isEmpty ? nil : holds
         }
-        if table.currentFence >= reservedFence {
-            reservedFence = table.currentFence + Self.fenceBlock
+        let fence = inspectTable { $0.currentFence }
+        if fence >= reservedFence {
+            reservedFence = fence + Self.fenceBlock
             journal.append(StateRecords.fence(reservedFence))
         }
     }

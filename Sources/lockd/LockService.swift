@@ -146,6 +146,11 @@ final class LockService {
         flushed.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
+    /// Reads the table where it lives. A non-mutating call straight on `table` first copies the
+    /// whole struct out of this class, retaining and releasing each of its collections, which
+    /// showed in profiles of the request path; through `inout` the call borrows it in place.
+    func inspectTable<Result>(_ body: (inout LockTable) -> Result) -> Result { body(&table) }
+
     func send(_ message: JSONValue, to session: Session) {
         if session.send(message, scratch: &scratch) { unflushed.append(session) }
     }
