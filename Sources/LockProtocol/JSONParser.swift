@@ -87,6 +87,7 @@ struct JSONParser: ~Copyable {
         // Protocol objects have a handful of members, so a scan finds duplicates fastest; a set
         // takes over for large objects, which only a hostile line would send.
         var seen: Set<String>?
+        members.reserveCapacity(8)
         while true {
             guard current == UInt8(ascii: "\"") else { throw .syntax(offset: index) }
             let key = try string()

@@ -26,7 +26,10 @@ public enum RequestID: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The id's JSON text, which also serves as the engine's request tag.
-    public var description: String { json.serialized }
+    public var description: String {
+        if case .int(let value) = self { return String(value) }
+        return json.serialized
+    }
 }
 
 /// Whom a request names as the owner.

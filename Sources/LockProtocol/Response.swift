@@ -4,7 +4,12 @@ public import LockCore
 public enum Response {
     /// A success: `{"id": ..., "ok": true, ...fields}`.
     public static func ok(_ id: RequestID, _ fields: [(key: String, value: JSONValue)] = []) -> JSONValue {
-        .object([("id", id.json), ("ok", true)] + fields)
+        var members: [(key: String, value: JSONValue)] = []
+        members.reserveCapacity(2 + fields.count)
+        members.append(("id", id.json))
+        members.append(("ok", true))
+        members += fields
+        return .object(members)
     }
 
     /// A failure: `{"id": ..., "ok": false, "error": {"code": ..., "message": ...}}`.

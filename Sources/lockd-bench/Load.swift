@@ -14,6 +14,8 @@ struct LoadResult {
     /// grants are the hand-offs: release sent by one client to grant read by the next.
     var firstAnswered: [Double]
     var failures: Int
+    /// CPU time the server process spent per measured pair (all its threads), when known.
+    var serverCPUPerPair: Double?
 
     var perSecond: Double { Double(pairs) / seconds }
     func pairPercentile(_ p: Double) -> Double { Self.percentile(pairLatencies, p) }
@@ -30,7 +32,7 @@ struct LoadResult {
 /// Runs `clients` threads, each with its own connection, doing `first` then `second` round trips
 /// in a loop for `seconds` (after a short warm-up), pipelining off.
 func runLoad(
-    clients: Int, seconds: Double, path: String,
+    clients: Int, seconds: Double, path: String, serverPID: Int32? = nil,
     requests: @escaping @Sendable (Int) -> (first: [UInt8], firstOK: [UInt8], second: [UInt8], secondOK: [UInt8])
 ) -> LoadResult {
     final class Results: @unchecked Sendable {
@@ -97,9 +99,28 @@ func runLoad(
     }
     ready.wait()
     for _ in 0..<clients { go.signal() }
+    usleep(UInt32(warmUp * 1e6))
+    let cpuBefore = serverPID.flatMap(cpuSeconds(of:))
     done.wait()
+    let cpuAfter = serverPID.flatMap(cpuSeconds(of:))
+    var cpu: Double?
+    if let cpuBefore, let cpuAfter { cpu = cpuAfter - cpuBefore }
     return LoadResult(
         clients: clients, pairs: results.pairs, seconds: seconds, pairLatencies: results.pairLatencies.sorted(),
         firstLatencies: results.firstLatencies.sorted(), firstAnswered: results.firstAnswered.sorted(),
-        failures: results.failures)
+        failures: results.failures, serverCPUPerPair: cpu.map { $0 / Double(max(1, results.pairs)) })
+}
+
+/// CPU time a process has run so far, over all its threads, from the scheduler's nanosecond
+/// counters (`/proc/PID/task/TID/schedstat`, first field).
+func cpuSeconds(of pid: Int32) -> Double? {
+    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return nil }
+    var nanos: UInt64 = 0
+    for task in tasks {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/schedstat", encoding: .utf8),
+            let first = text.split(separator: " ").first, let value = UInt64(first)
+        else { continue }
+        nanos += value
+    }
+    return Double(nanos) / 1e9
 }

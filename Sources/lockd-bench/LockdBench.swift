@@ -85,33 +85,43 @@ struct LockdBench: ParsableCommand {
         report.add("floor", runLoad(clients: 1, seconds: seconds, path: floor.path, requests: floorPair))
         report.add(
             "lockd uncontended",
-            runLoad(clients: 1, seconds: seconds, path: lockd.socket, requests: lockPair { "b-\($0)" }))
+            runLoad(
+                clients: 1, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
+                requests: lockPair { "b-\($0)" }))
         report.add(
             "lockd durable (token)",
             runLoad(
-                clients: 1, seconds: seconds, path: lockd.socket,
+                clients: 1, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
                 requests: lockPair({ "d-\($0)" }, owner: #","owner":{"token":"bench","ttl":60}"#)))
         if let redisServer {
             report.add(
                 "redis uncontended",
-                runLoad(clients: 1, seconds: seconds, path: redisServer.socket, requests: redisPair))
+                runLoad(
+                    clients: 1, seconds: seconds, path: redisServer.socket,
+                    serverPID: redisServer.process.processIdentifier, requests: redisPair))
         }
         for count in counts {
             report.add(
                 "floor x\(count)", runLoad(clients: count, seconds: seconds, path: floor.path, requests: floorPair))
             report.add(
                 "lockd distinct x\(count)",
-                runLoad(clients: count, seconds: seconds, path: lockd.socket, requests: lockPair { "b-\($0)" }))
+                runLoad(
+                    clients: count, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
+                    requests: lockPair { "b-\($0)" }))
             if let redisServer {
                 report.add(
                     "redis distinct x\(count)",
-                    runLoad(clients: count, seconds: seconds, path: redisServer.socket, requests: redisPair))
+                    runLoad(
+                        clients: count, seconds: seconds, path: redisServer.socket,
+                        serverPID: redisServer.process.processIdentifier, requests: redisPair))
             }
         }
         for count in [16, 64] {
             report.add(
                 "lockd contended x\(count)",
-                runLoad(clients: count, seconds: seconds, path: lockd.socket, requests: lockPair { _ in "hot" }))
+                runLoad(
+                    clients: count, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
+                    requests: lockPair { _ in "hot" }))
         }
         if shellRuns > 0 {
             let lockctl = binaries + "/lockctl"

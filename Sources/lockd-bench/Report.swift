@@ -14,14 +14,16 @@ struct Report {
     private func row(_ name: String) -> LoadResult? { rows.first { $0.name == name }?.result }
 
     func print(redis: Bool) {
-        Swift.print("step                      clients    pairs/s   pair p50   pair p99  first p99  failures")
+        Swift.print(
+            "step                      clients    pairs/s   pair p50   pair p99  first p99  failures  server CPU/pair")
         for (name, result) in rows {
             Swift.print(
                 name.padding(toLength: 26, withPad: " ", startingAt: 0)
                     + String(
                         format: "%7d %10.0f %8.1fus %8.1fus %8.1fus %9d", result.clients, result.perSecond,
                         result.pairPercentile(0.5) * 1e6, result.pairPercentile(0.99) * 1e6,
-                        result.firstPercentile(0.99) * 1e6, result.failures))
+                        result.firstPercentile(0.99) * 1e6, result.failures)
+                    + (result.serverCPUPerPair.map { String(format: " %14.1fus", $0 * 1e6) } ?? ""))
         }
         if let floor = row("floor"), let lockd = row("lockd uncontended") {
             Swift.print(
@@ -32,8 +34,11 @@ struct Report {
         if redis, let lockd = row("lockd distinct x64"), let redisRow = row("redis distinct x64") {
             Swift.print(
                 String(
-                    format: "64 clients, distinct locks: lockd / redis throughput: %.2fx (target >= 1)",
-                    lockd.perSecond / redisRow.perSecond))
+                    format:
+                        "64 clients, distinct locks: lockd / redis throughput: %.2fx (target >= 1); "
+                        + "server CPU per pair: lockd %.1fus, redis %.1fus",
+                    lockd.perSecond / redisRow.perSecond, (lockd.serverCPUPerPair ?? .nan) * 1e6,
+                    (redisRow.serverCPUPerPair ?? .nan) * 1e6))
         }
         for clients in [16, 64] {
             guard let contended = row("lockd contended x\(clients)") else { continue }
@@ -83,6 +88,7 @@ struct Report {
                 "pair_p99_us": number(result.pairPercentile(0.99) * 1e6),
                 "first_p50_us": number(result.firstPercentile(0.5) * 1e6),
                 "first_p99_us": number(result.firstPercentile(0.99) * 1e6), "failures": result.failures,
+                "server_cpu_per_pair_us": number((result.serverCPUPerPair ?? .nan) * 1e6),
             ])
             if name.contains("contended") {
                 let handOffs = result.handOffs
