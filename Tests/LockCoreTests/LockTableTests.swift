@@ -192,6 +192,25 @@ struct LockTableTests {
         } catch { #expect(error.code == .deadlock) }
     }
 
+    @Test("an owner that holds nothing still closes a cycle when others queue behind it elsewhere")
+    func deadlockThroughAnOwnerHoldingNothing() throws {
+        var h = Harness()
+        _ = try h.acquire("x", b, session: 2)
+        _ = try h.acquire("y", c, session: 3)
+        _ = try h.acquire("y", a, session: 1)  // a holds nothing and waits first for y
+        _ = try h.acquire("y", b, session: 2)  // b (holding x) waits behind a
+        do {
+            _ = try h.acquire("x", a, session: 1)  // a would wait for b, which waits for a
+            Issue.record("expected deadlock")
+        } catch { #expect(error.code == .deadlock) }
+        // A fresh owner that holds nothing and waits for nothing else just queues.
+        let (_, outcome) = try h.acquire("x", LockOwner.session(SessionID(9)), session: 9)
+        guard case .queued = outcome else {
+            Issue.record("expected the fresh owner to queue, got \(outcome)")
+            return
+        }
+    }
+
     @Test("waits time out, cancel answers cancelled and lets others in")
     func timeoutAndCancel() throws {
         var h = Harness()
