@@ -19,14 +19,14 @@ struct JSONParser: ~Copyable {
     /// Deeper nesting is refused, which also bounds the recursion.
     static let maximumDepth = 64
 
-    private let bytes: UnsafeRawBufferPointer
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var index = 0
     private var depth = 0
 
-    private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// Reads `bytes` as one JSON value, with only whitespace around it.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONParseError) -> JSONValue {
+    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
         var parser = JSONParser(bytes)
         parser.skipWhitespace()
         let value = try parser.value()
@@ -141,21 +141,23 @@ struct JSONParser: ~Copyable {
     }
 
     /// Reads a string from its opening quote. Without escapes (the usual case) the bytes become
-    /// the string in one validated copy.
+    /// the string in one copy, validated as UTF-8 unless they are all ASCII.
     private mutating func string() throws(JSONParseError) -> String {
         index += 1
         let start = index
+        var ascii = true
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                guard let string = String(validating: bytes[start..<index], as: UTF8.self) else {
-                    throw .syntax(offset: start)
-                }
+                let content = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
+                if ascii { return String(decoding: content, as: UTF8.self) }
+                guard let string = String(validating: content, as: UTF8.self) else { throw .syntax(offset: start) }
                 return string
             }
             if byte == UInt8(ascii: "\\") { return try escapedString(from: start) }
             if byte < 0x20 { throw .syntax(offset: index) }
+            ascii = ascii && byte < 0x80
             index += 1
         }
         throw .syntax(offset: index)
@@ -263,7 +265,7 @@ struct JSONParser: ~Copyable {
             if negative { return .int(integer) }
             if integer != .min { return .int(-integer) }
         }
-        let text = String(decoding: bytes[start..<index], as: UTF8.self)
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         guard let double = Double(text), double.isFinite else { throw .syntax(offset: start) }
         if let exact = Int64(exactly: double) { return .int(exact) }
         return .double(double)

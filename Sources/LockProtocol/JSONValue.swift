@@ -57,7 +57,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     private static func parse(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
-        Result { () throws(JSONParseError) -> JSONValue in try JSONParser.parse(UnsafeRawBufferPointer(buffer)) }
+        Result { () throws(JSONParseError) -> JSONValue in try JSONParser.parse(buffer) }
     }
 
     /// The compact JSON text of this value.
