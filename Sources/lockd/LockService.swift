@@ -42,6 +42,8 @@ final class LockService {
     var persisted: [LockName: [DurableHold]] = [:]
     var reservedFence: UInt64 = 0
     private var nextSession: UInt64 = 1
+    /// Connections refused since the last log line about them, and when that line was written.
+    private var refusals: (count: Int, lastLogged: NIODeadline?) = (0, nil)
 
     init(loop: any EventLoop, logger: Logger, configuration: LockdConfiguration, notifier: SystemdNotifier) {
         self.loop = loop
@@ -72,11 +74,7 @@ final class LockService {
     func open(context: ChannelHandlerContext, identity: ClientIdentity) -> Session? {
         let maxClients = configuration.limits.maxClients
         guard sessions.count < maxClients else {
-            logger.warning(
-                "refused a connection: too many clients",
-                metadata: [
-                    "client_pid": "\(identity.pid)", "client_uid": "\(identity.uid)", "max_clients": "\(maxClients)",
-                ])
+            logRefusal(identity, maxClients: maxClients)
             let error = LockError(.limit, "lockd serves at most \(maxClients) connections (limits.max_clients)")
             scratch.removeAll(keepingCapacity: true)
             Response.error(nil, error).write(to: &scratch)
@@ -94,6 +92,21 @@ final class LockService {
             metadata: ["session": "\(session.id)", "client_pid": "\(identity.pid)", "client_uid": "\(identity.uid)"])
         stateChanged()
         return session
+    }
+
+    /// Logs a refused connection, but at most one line per 10 s with the count since the last:
+    /// a client looping on connect must not turn into a log flood.
+    private func logRefusal(_ identity: ClientIdentity, maxClients: Int) {
+        refusals.count += 1
+        let now = NIODeadline.now()
+        if let last = refusals.lastLogged, now - last < .seconds(10) { return }
+        logger.warning(
+            "refused connections: too many clients",
+            metadata: [
+                "client_pid": "\(identity.pid)", "client_uid": "\(identity.uid)", "max_clients": "\(maxClients)",
+                "refused": "\(refusals.count)",
+            ])
+        refusals = (0, now)
     }
 
     func close(_ session: Session) {

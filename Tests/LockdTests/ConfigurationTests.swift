@@ -104,6 +104,13 @@ struct ConfigurationTests {
         #expect(refusal.code == "limit", "\(refusal)")
         #expect(throws: ClientError.self) { _ = try third.call(op: "ping", timeout: 2) }
         #expect(try first.ask("ping").isOK && second.ask("ping").isOK, "the others are untouched")
+        // A client looping on connect gets each refusal, but the log gets one line per 10 s.
+        for _ in 0..<20 {
+            let refused = try daemon.connect()
+            #expect(try refused.next(timeout: 5)?.code == "limit")
+        }
+        let refusalLines = daemon.log.split(separator: "\n").filter { $0.contains("refused connections") }
+        #expect(refusalLines.count == 1, "\(refusalLines)")
 
         #expect(try first.acquire("w").isOK)
         let start = Date()
