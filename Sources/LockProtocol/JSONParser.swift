@@ -76,32 +76,56 @@ struct JSONParser: ~Copyable {
         skipWhitespace()
     }
 
+    /// Reads `bytes` as one JSON object with only whitespace around it, handing each member to
+    /// `visit` as it is read instead of building the object (the request path). Duplicate
+    /// members are for `visit` to refuse.
+    static func parseMembers(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ visit: (String, JSONValue) throws(JSONParseError) -> Void
+    ) throws(JSONParseError) {
+        var parser = JSONParser(bytes)
+        parser.skipWhitespace()
+        guard parser.current == UInt8(ascii: "{") else { throw .syntax(offset: parser.index) }
+        try parser.members(visit)
+        parser.skipWhitespace()
+        guard parser.index == bytes.count else { throw .syntax(offset: parser.index) }
+    }
+
     private mutating func object() throws(JSONParseError) -> JSONValue {
-        try enter()
-        defer { depth -= 1 }
         var members: [(key: String, value: JSONValue)] = []
-        if current == UInt8(ascii: "}") {
-            index += 1
-            return .object(members)
-        }
+        members.reserveCapacity(8)
         // Protocol objects have a handful of members, so a scan finds duplicates fastest; a set
         // takes over for large objects, which only a hostile line would send.
         var seen: Set<String>?
-        members.reserveCapacity(8)
-        while true {
-            guard current == UInt8(ascii: "\"") else { throw .syntax(offset: index) }
-            let key = try string()
+        try self.members { key, value throws(JSONParseError) in
             if members.count >= 16 {
                 if seen == nil { seen = Set(members.map(\.key)) }
                 if seen!.insert(key).inserted == false { throw .duplicateMember(key) }
             } else if members.contains(where: { $0.key == key }) {
                 throw .duplicateMember(key)
             }
+            members.append((key, value))
+        }
+        return .object(members)
+    }
+
+    /// Reads an object from its opening brace, handing over each member.
+    private mutating func members(
+        _ visit: (String, JSONValue) throws(JSONParseError) -> Void
+    ) throws(JSONParseError) {
+        try enter()
+        defer { depth -= 1 }
+        if current == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            guard current == UInt8(ascii: "\"") else { throw .syntax(offset: index) }
+            let key = try string()
             skipWhitespace()
             guard current == UInt8(ascii: ":") else { throw .syntax(offset: index) }
             index += 1
             skipWhitespace()
-            members.append((key, try value()))
+            try visit(key, try value())
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","):
@@ -109,7 +133,7 @@ struct JSONParser: ~Copyable {
                 skipWhitespace()
             case UInt8(ascii: "}"):
                 index += 1
-                return .object(members)
+                return
             default:
                 throw .syntax(offset: index)
             }

@@ -80,60 +80,57 @@ public struct RequestDecodingError: Error, Sendable {
 extension Request {
     /// Reads and validates one request line (without its newline).
     public static func decode(_ line: some Collection<UInt8>) throws(RequestDecodingError) -> Request {
-        let json: JSONValue
+        let fields: RequestFields
         do {
-            json = try JSONValue.parse(line)
+            fields = try RequestFields(line)
         } catch {
-            throw RequestDecodingError(id: nil, error: .invalid("the line is not valid JSON"))
+            throw RequestDecodingError(id: nil, error: error)
         }
-        guard case .object = json else {
-            throw RequestDecodingError(id: nil, error: .invalid("a request must be a JSON object"))
-        }
-        guard let rawID = json["id"], let id = RequestID(rawID) else {
+        guard let rawID = fields.id, let id = RequestID(rawID) else {
             throw RequestDecodingError(id: nil, error: .invalid("a request needs an \"id\" (number or string)"))
         }
         do {
-            return Request(id: id, operation: try decodeOperation(json))
+            return Request(id: id, operation: try decodeOperation(fields))
         } catch {
             throw RequestDecodingError(id: id, error: error)
         }
     }
 
-    private static func decodeOperation(_ json: JSONValue) throws(LockError) -> Operation {
-        guard let op = json["op"]?.string else { throw .invalid("a request needs an \"op\" string") }
+    private static func decodeOperation(_ fields: RequestFields) throws(LockError) -> Operation {
+        guard let op = fields.op?.string else { throw .invalid("a request needs an \"op\" string") }
         switch op {
         case "hello": return .hello
         case "ping": return .ping
         case "acquire":
             // A token without "ttl" is the daemon's to judge: its configuration may give a default.
-            let owner = try ownerSpec(json["owner"])
+            let owner = try ownerSpec(fields.owner)
             return .acquire(
-                lock: try lockName(json["lock"]), mode: try mode(json["mode"]),
-                wait: try seconds(json["wait"], field: "wait", allowZero: true), owner: owner)
+                lock: try lockName(fields.lock), mode: try mode(fields.mode),
+                wait: try seconds(fields.wait, field: "wait", allowZero: true), owner: owner)
         case "release":
             return .release(
-                lock: try lockName(json["lock"]), owner: try ownerSpec(json["owner"]),
-                all: try flag(json["all"], field: "all") ?? false)
+                lock: try lockName(fields.lock), owner: try ownerSpec(fields.owner),
+                all: try flag(fields.all, field: "all") ?? false)
         case "renew":
-            guard let token = json["token"]?.string, isValidToken(token) else {
+            guard let token = fields.token?.string, isValidToken(token) else {
                 throw .invalid("\"token\" must be a string of 1-255 printable characters")
             }
-            guard let ttl = try seconds(json["ttl"], field: "ttl", allowZero: false) else {
+            guard let ttl = try seconds(fields.ttl, field: "ttl", allowZero: false) else {
                 throw .invalid("\"ttl\" (seconds, > 0) is required")
             }
             return .renew(token: token, ttl: ttl)
         case "shield":
-            guard let on = try flag(json["on"], field: "on") else {
+            guard let on = try flag(fields.on, field: "on") else {
                 throw .invalid("\"on\" (true or false) is required")
             }
-            return .shield(lock: try lockName(json["lock"]), owner: try ownerSpec(json["owner"]), on: on)
+            return .shield(lock: try lockName(fields.lock), owner: try ownerSpec(fields.owner), on: on)
         case "break":
-            return .breakLock(lock: try lockName(json["lock"]))
+            return .breakLock(lock: try lockName(fields.lock))
         case "status":
-            if json["lock"] == nil || json["lock"] == .null { return .status(lock: nil) }
-            return .status(lock: try lockName(json["lock"]))
+            if fields.lock == nil || fields.lock == .null { return .status(lock: nil) }
+            return .status(lock: try lockName(fields.lock))
         case "cancel":
-            guard let raw = json["request"], let request = RequestID(raw) else {
+            guard let raw = fields.request, let request = RequestID(raw) else {
                 throw .invalid("\"request\" must be the id of a pending acquire")
             }
             return .cancel(request: request)
@@ -203,6 +200,70 @@ extension OwnerSpec {
         case .pid(let pid): .object([("pid", .int(Int64(pid)))])
         case .token(let token, let ttl):
             .object([("token", .string(token))] + (ttl.map { [("ttl", JSONValue.double($0))] } ?? []))
+        }
+    }
+}
+
+/// The members of a request line that the protocol reads, taken straight from the bytes: no
+/// object is built and no member is looked up by a scan (docs/performance.md). Other members
+/// are ignored, but, as everywhere, none may appear twice.
+struct RequestFields {
+    var id: JSONValue?
+    var op: JSONValue?
+    var lock: JSONValue?
+    var mode: JSONValue?
+    var wait: JSONValue?
+    var owner: JSONValue?
+    var all: JSONValue?
+    var on: JSONValue?
+    var token: JSONValue?
+    var ttl: JSONValue?
+    var request: JSONValue?
+    private var others: [String] = []
+
+    init(_ line: some Collection<UInt8>) throws(LockError) {
+        let read = { (buffer: UnsafeBufferPointer<UInt8>) -> Result<RequestFields, JSONParseError> in
+            Result { () throws(JSONParseError) -> RequestFields in
+                var fields = RequestFields()
+                try JSONParser.parseMembers(buffer) { key, value throws(JSONParseError) in try fields.add(key, value) }
+                return fields
+            }
+        }
+        let result = line.withContiguousStorageIfAvailable(read) ?? Array(line).withUnsafeBufferPointer(read)
+        switch result {
+        case .success(let fields):
+            self = fields
+        case .failure(.duplicateMember(let key)):
+            throw .invalid("member \"\(key)\" appears twice")
+        case .failure:
+            // Not JSON at all, or JSON that is no object: tell which.
+            if (try? JSONValue.parse(line)) != nil { throw .invalid("a request must be a JSON object") }
+            throw .invalid("the line is not valid JSON")
+        }
+    }
+
+    private init() {}
+
+    private mutating func add(_ key: String, _ value: JSONValue) throws(JSONParseError) {
+        func set(_ field: inout JSONValue?) throws(JSONParseError) {
+            guard field == nil else { throw .duplicateMember(key) }
+            field = value
+        }
+        switch key {
+        case "id": try set(&id)
+        case "op": try set(&op)
+        case "lock": try set(&lock)
+        case "mode": try set(&mode)
+        case "wait": try set(&wait)
+        case "owner": try set(&owner)
+        case "all": try set(&all)
+        case "on": try set(&on)
+        case "token": try set(&token)
+        case "ttl": try set(&ttl)
+        case "request": try set(&request)
+        default:
+            if others.contains(key) { throw .duplicateMember(key) }
+            others.append(key)
         }
     }
 }

@@ -1,4 +1,4 @@
-import FoundationEssentials
+import Foundation
 import LockProtocol
 
 /// libFuzzer entry point: one request line. The decoder must answer every input with a request
@@ -8,7 +8,7 @@ import LockProtocol
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
-    _ = try? Request.decode(bytes)
+    checkRequestDecoding(bytes)
     let reference = try? JSONDecoder().decode(Reference.self, from: Data(bytes)).value
     let parsed: JSONValue
     do {
@@ -20,8 +20,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             !bytes.starts(with: [0xFE, 0xFF]), !bytes.starts(with: [0xFF, 0xFE])
         else { return 0 }
         let withoutTrailingCommas = try? JSONValue.parse(removingTrailingCommas(bytes))
+        if withoutTrailingCommas.map({ same($0, reference) }) == true { return 0 }
+        // JSONDecoder reads strings lazily and never checks one it does not use, such as the
+        // value of a member named twice (`{"a":"x","a":"\g"}`); JSONSerialization reads every
+        // byte, so it referees.
         precondition(
-            withoutTrailingCommas.map { same($0, reference) } == true,
+            (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) == nil,
             "refused at \(offset) what Foundation reads as \(reference)")
         return 0
     } catch {
@@ -34,6 +38,24 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let again = try? JSONValue.parse(Array(parsed.serialized.utf8))
     precondition(again == parsed, "serializer round trip changed \(parsed) into \(String(describing: again))")
     return 0
+}
+
+/// `Request.decode` reads members straight from the bytes; whatever it makes of a line must agree
+/// with the parsed object: a request only from an object, with that object's id, and an error
+/// naming an id only when the object has that id.
+private func checkRequestDecoding(_ bytes: UnsafeBufferPointer<UInt8>) {
+    let object = try? JSONValue.parse(bytes)
+    let objectID = object?["id"].flatMap(RequestID.init)
+    do {
+        let request = try Request.decode(bytes)
+        precondition(
+            objectID == request.id, "decoded \(request) from a line whose object is \(String(describing: object))")
+    } catch {
+        precondition(
+            error.id == nil || error.id == objectID,
+            "error id \(String(describing: error.id)) for \(String(describing: object))")
+        if object == nil { precondition(error.id == nil, "an id from a line that is not JSON") }
+    }
 }
 
 /// The text without each comma that is followed, after whitespace, by `]` or `}` (outside strings).
