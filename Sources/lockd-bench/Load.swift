@@ -16,6 +16,8 @@ struct LoadResult {
     var failures: Int
     /// CPU time the server process spent per measured pair (all its threads), when known.
     var serverCPUPerPair: Double?
+    /// The share of that time spent in user space (the rest is the kernel's), when known.
+    var serverUserShare: Double?
 
     var perSecond: Double { Double(pairs) / seconds }
     func pairPercentile(_ p: Double) -> Double { Self.percentile(pairLatencies, p) }
@@ -101,14 +103,23 @@ func runLoad(
     for _ in 0..<clients { go.signal() }
     usleep(UInt32(warmUp * 1e6))
     let cpuBefore = serverPID.flatMap(cpuSeconds(of:))
+    let ticksBefore = serverPID.flatMap(cpuTicks(of:))
     done.wait()
     let cpuAfter = serverPID.flatMap(cpuSeconds(of:))
+    let ticksAfter = serverPID.flatMap(cpuTicks(of:))
     var cpu: Double?
     if let cpuBefore, let cpuAfter { cpu = cpuAfter - cpuBefore }
+    var userShare: Double?
+    if let ticksBefore, let ticksAfter {
+        let user = Double(ticksAfter.user - ticksBefore.user)
+        let system = Double(ticksAfter.system - ticksBefore.system)
+        if user + system > 0 { userShare = user / (user + system) }
+    }
     return LoadResult(
         clients: clients, pairs: results.pairs, seconds: seconds, pairLatencies: results.pairLatencies.sorted(),
         firstLatencies: results.firstLatencies.sorted(), firstAnswered: results.firstAnswered.sorted(),
-        failures: results.failures, serverCPUPerPair: cpu.map { $0 / Double(max(1, results.pairs)) })
+        failures: results.failures, serverCPUPerPair: cpu.map { $0 / Double(max(1, results.pairs)) },
+        serverUserShare: userShare)
 }
 
 /// CPU time a process has run so far, over all its threads, from the scheduler's nanosecond
@@ -123,4 +134,16 @@ func cpuSeconds(of pid: Int32) -> Double? {
         nanos += value
     }
     return Double(nanos) / 1e9
+}
+
+/// A process's user and system CPU time so far in clock ticks (`/proc/PID/stat`, fields 14
+/// and 15): coarse (10 ms), but enough to split a step's CPU time between user space and kernel.
+func cpuTicks(of pid: Int32) -> (user: Int, system: Int)? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let afterName = text.range(of: ") ", options: .backwards)
+    else { return nil }
+    // Fields from the third on; utime and stime are the 14th and 15th.
+    let fields = text[afterName.upperBound...].split(separator: " ")
+    guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+    return (user, system)
 }

@@ -36,9 +36,10 @@ struct Report {
                 String(
                     format:
                         "64 clients, distinct locks: lockd / redis throughput: %.2fx (target >= 1); "
-                        + "server CPU per pair: lockd %.1fus, redis %.1fus",
+                        + "server CPU per pair: lockd %.1fus (%.0f%% user), redis %.1fus (%.0f%% user)",
                     lockd.perSecond / redisRow.perSecond, (lockd.serverCPUPerPair ?? .nan) * 1e6,
-                    (redisRow.serverCPUPerPair ?? .nan) * 1e6))
+                    (lockd.serverUserShare ?? .nan) * 100, (redisRow.serverCPUPerPair ?? .nan) * 1e6,
+                    (redisRow.serverUserShare ?? .nan) * 100))
         }
         for clients in [16, 64] {
             guard let contended = row("lockd contended x\(clients)") else { continue }
@@ -89,6 +90,7 @@ struct Report {
                 "first_p50_us": number(result.firstPercentile(0.5) * 1e6),
                 "first_p99_us": number(result.firstPercentile(0.99) * 1e6), "failures": result.failures,
                 "server_cpu_per_pair_us": number((result.serverCPUPerPair ?? .nan) * 1e6),
+                "server_user_share": number(result.serverUserShare ?? .nan),
             ])
             if name.contains("contended") {
                 let handOffs = result.handOffs
