@@ -73,8 +73,10 @@ struct Report {
             Swift.print(
                 String(
                     format:
-                        "scale: %d held locks (%.0f acquires/s pipelined): %.1f MiB (target < 1024), pair p50 %.1fus vs %.1fus empty",
-                    scale.held, scale.heldPerSecond, scale.heldRSS, scale.pairWithHeld * 1e6, scale.pairEmpty * 1e6))
+                        "scale: %d held locks (%.0f acquires/s pipelined): %.1f MiB (target < 1024), pair p50 %.1fus; "
+                        + "with none held: %.1fus right after, %.1fus at start",
+                    scale.held, scale.heldPerSecond, scale.heldRSS, scale.pairWithHeld * 1e6,
+                    scale.pairAfterRelease * 1e6, scale.pairEmpty * 1e6))
         }
     }
 
@@ -121,6 +123,7 @@ struct Report {
                 "held_locks": scale.held, "held_rss_mib": number(scale.heldRSS),
                 "pair_p50_empty_us": number(scale.pairEmpty * 1e6),
                 "pair_p50_with_held_us": number(scale.pairWithHeld * 1e6),
+                "pair_p50_after_release_us": number(scale.pairAfterRelease * 1e6),
                 "held_acquires_per_second": number(scale.heldPerSecond),
             ]
         }

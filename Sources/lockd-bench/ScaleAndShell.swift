@@ -39,6 +39,9 @@ enum ScaleAndShell {
         var heldRSS: Double
         var pairEmpty: Double
         var pairWithHeld: Double
+        /// The same pair once the held locks are gone again: measured next to `pairWithHeld`,
+        /// so both see the machine in the same state.
+        var pairAfterRelease: Double
         var heldPerSecond: Double
     }
 
@@ -58,7 +61,7 @@ enum ScaleAndShell {
         let pairWithIdle = pairMedian(socket: socket, lock: "probe")
         connections.removeAll()
 
-        let holder = RawLineClient(path: socket)!
+        var holder: RawLineClient! = RawLineClient(path: socket)
         let ok = Array(#""ok":true"#.utf8)
         let start = LockConnection.monotonicSeconds()
         var granted = 0
@@ -78,10 +81,17 @@ enum ScaleAndShell {
         let heldPerSecond = Double(granted) / (LockConnection.monotonicSeconds() - start)
         let heldRSS = rss(of: pid)
         let pairWithHeld = pairMedian(socket: socket, lock: "probe")
-        withExtendedLifetime(holder) {}
+        // Closing the holder's connection releases its locks; a status on a fresh connection is
+        // answered once lockd has done so.
+        holder = nil
+        if let probe = RawLineClient(path: socket) {
+            _ = probe.roundTrip(Array("{\"op\":\"status\",\"id\":1,\"lock\":\"held-0\"}\n".utf8), expect: [])
+        }
+        let pairAfterRelease = pairMedian(socket: socket, lock: "probe")
         return Scale(
             baseRSS: baseRSS, idle: idleCount, idleRSS: idleRSS, pairWithIdle: pairWithIdle, held: granted,
-            heldRSS: heldRSS, pairEmpty: pairEmpty, pairWithHeld: pairWithHeld, heldPerSecond: heldPerSecond)
+            heldRSS: heldRSS, pairEmpty: pairEmpty, pairWithHeld: pairWithHeld, pairAfterRelease: pairAfterRelease,
+            heldPerSecond: heldPerSecond)
     }
 
     /// Median wall time of running a command to its end, `runs` times, started with
