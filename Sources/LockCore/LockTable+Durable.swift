@@ -46,6 +46,9 @@ public struct DurableLease: Sendable, Hashable {
 }
 
 extension LockTable {
+    /// Whether ``takeChangedLocks()`` has anything to give.
+    public var hasChangedLocks: Bool { !changedLocks.isEmpty }
+
     /// The locks changed since the last call (only while ``recordsChanges`` is on).
     public mutating func takeChangedLocks() -> Set<LockName> {
         defer { changedLocks.removeAll(keepingCapacity: true) }

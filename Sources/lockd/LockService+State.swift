@@ -90,7 +90,7 @@ extension LockService {
     /// fence reservation when the current one is used up; nothing is synced yet.
     func journalChanges() {
         guard let journal else { return }
-        for name in table.takeChangedLocks() {
+        for name in inspectTable({ $0.hasChangedLocks }) ? table.takeChangedLocks() : [] {
             let holds = inspectTable { $0.durableHolds(of: name) }
             guard holds != persisted[name] ?? [] else { continue }
             journal.append(StateRecords.lock(name, holds: holds, startTime: startTime(of:)))
