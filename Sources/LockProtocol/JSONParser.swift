@@ -126,17 +126,7 @@ struct JSONParser: ~Copyable {
             index += 1
             skipWhitespace()
             try visit(key, try value())
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                index += 1
-                skipWhitespace()
-            case UInt8(ascii: "}"):
-                index += 1
-                return
-            default:
-                throw .syntax(offset: index)
-            }
+            if try isClosed(by: UInt8(ascii: "}")) { return }
         }
     }
 
@@ -150,18 +140,21 @@ struct JSONParser: ~Copyable {
         }
         while true {
             elements.append(try value())
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","):
-                index += 1
-                skipWhitespace()
-            case UInt8(ascii: "]"):
-                index += 1
-                return .array(elements)
-            default:
-                throw .syntax(offset: index)
-            }
+            if try isClosed(by: UInt8(ascii: "]")) { return .array(elements) }
         }
+    }
+
+    /// After a member or an element: `true` past the closing bracket, `false` past a comma.
+    private mutating func isClosed(by closing: UInt8) throws(JSONParseError) -> Bool {
+        skipWhitespace()
+        if current == closing {
+            index += 1
+            return true
+        }
+        guard current == UInt8(ascii: ",") else { throw .syntax(offset: index) }
+        index += 1
+        skipWhitespace()
+        return false
     }
 
     /// Reads a string from its opening quote. Without escapes (the usual case) the bytes become

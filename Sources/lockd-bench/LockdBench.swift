@@ -93,6 +93,12 @@ struct LockdBench: ParsableCommand {
             runLoad(
                 clients: 1, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
                 requests: lockPair({ "d-\($0)" }, owner: #","owner":{"token":"bench","ttl":60}"#)))
+        // Many clients with durable holds: one fdatasync per event-loop turn serves them all.
+        report.add(
+            "lockd durable x16 (token)",
+            runLoad(
+                clients: 16, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
+                requests: lockPair({ "d-\($0)" }, owner: #","owner":{"token":"bench","ttl":60}"#)))
         if let redisServer {
             report.add(
                 "redis uncontended",

@@ -16,7 +16,7 @@ final class Session {
     var pending: [String: PendingAcquire] = [:]
     /// The client half-closed: close once every pending acquire is answered.
     var inputClosed = false
-    /// Answers written since the last flush; they go out as one write at the end of the loop's turn.
+    /// Answers written since the last flush; they go out together, as one write.
     private var outbound: ByteBuffer?
 
     init(id: SessionID, identity: ClientIdentity, context: ChannelHandlerContext) {
