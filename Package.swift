@@ -66,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "lockd-bench",
             dependencies: [
-                "LockClient", "LockProtocol",
+                "LockClient", "LockProtocol", "CLockSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

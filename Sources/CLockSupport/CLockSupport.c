@@ -30,6 +30,8 @@ int lockd_peer_credentials(int fd, lockd_ucred *out) {
     return 0;
 }
 
+pid_t lockd_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
 int lockd_pidfd_open(pid_t pid) {
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }

@@ -34,7 +34,7 @@ struct LoadResult {
 /// Runs `clients` threads, each with its own connection, doing `first` then `second` round trips
 /// in a loop for `seconds` (after a short warm-up), pipelining off.
 func runLoad(
-    clients: Int, seconds: Double, path: String, serverPID: Int32? = nil,
+    clients: Int, seconds: Double, path: String, serverPID: Int32? = nil, serverThread: Int32? = nil,
     requests: @escaping @Sendable (Int) -> (first: [UInt8], firstOK: [UInt8], second: [UInt8], secondOK: [UInt8])
 ) -> LoadResult {
     final class Results: @unchecked Sendable {
@@ -102,11 +102,13 @@ func runLoad(
     ready.wait()
     for _ in 0..<clients { go.signal() }
     usleep(UInt32(warmUp * 1e6))
-    let cpuBefore = serverPID.flatMap(cpuSeconds(of:))
-    let ticksBefore = serverPID.flatMap(cpuTicks(of:))
+    // A server process, or one thread of this one (the epoll floor).
+    let root = serverPID.map { "/proc/\($0)" } ?? serverThread.map { "/proc/self/task/\($0)" }
+    let cpuBefore = root.flatMap(cpuSeconds(at:))
+    let ticksBefore = root.flatMap(cpuTicks(at:))
     done.wait()
-    let cpuAfter = serverPID.flatMap(cpuSeconds(of:))
-    let ticksAfter = serverPID.flatMap(cpuTicks(of:))
+    let cpuAfter = root.flatMap(cpuSeconds(at:))
+    let ticksAfter = root.flatMap(cpuTicks(at:))
     var cpu: Double?
     if let cpuBefore, let cpuAfter { cpu = cpuAfter - cpuBefore }
     var userShare: Double?
@@ -122,13 +124,15 @@ func runLoad(
         serverUserShare: userShare)
 }
 
-/// CPU time a process has run so far, over all its threads, from the scheduler's nanosecond
-/// counters (`/proc/PID/task/TID/schedstat`, first field).
-func cpuSeconds(of pid: Int32) -> Double? {
-    guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return nil }
+/// CPU time a process (`/proc/PID`, all its threads) or one thread (`/proc/self/task/TID`) has
+/// run so far, from the scheduler's nanosecond counters (`schedstat`, first field).
+func cpuSeconds(at root: String) -> Double? {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/task")).map {
+        $0.map { "\(root)/task/\($0)" }
+    }
     var nanos: UInt64 = 0
-    for task in tasks {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/schedstat", encoding: .utf8),
+    for task in tasks ?? [root] {
+        guard let text = try? String(contentsOfFile: "\(task)/schedstat", encoding: .utf8),
             let first = text.split(separator: " ").first, let value = UInt64(first)
         else { continue }
         nanos += value
@@ -138,8 +142,8 @@ func cpuSeconds(of pid: Int32) -> Double? {
 
 /// A process's user and system CPU time so far in clock ticks (`/proc/PID/stat`, fields 14
 /// and 15): coarse (10 ms), but enough to split a step's CPU time between user space and kernel.
-func cpuTicks(of pid: Int32) -> (user: Int, system: Int)? {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+func cpuTicks(at root: String) -> (user: Int, system: Int)? {
+    guard let text = try? String(contentsOfFile: "\(root)/stat", encoding: .utf8),
         let afterName = text.range(of: ") ", options: .backwards)
     else { return nil }
     // Fields from the third on; utime and stime are the 14th and 15th.

@@ -32,6 +32,7 @@ struct LockdBench: ParsableCommand {
         let acquireAnswer =
             Array(#"{"id":1,"ok":true,"lock":"b-1","mode":"exclusive","count":1,"fence":123456}"#.utf8) + [10]
         let floor = try EchoFloor(path: directory + "/floor.sock", answer: acquireAnswer)
+        let epollFloor = try EpollFloor(path: directory + "/epoll-floor.sock", answer: acquireAnswer)
         // Room for the idle connections of the scale step.
         let config = directory + "/lockd.toml"
         try "[limits]\nmax_clients = \(idle + 1024)\n".write(toFile: config, atomically: true, encoding: .utf8)
@@ -109,6 +110,11 @@ struct LockdBench: ParsableCommand {
         for count in counts {
             report.add(
                 "floor x\(count)", runLoad(clients: count, seconds: seconds, path: floor.path, requests: floorPair))
+            report.add(
+                "epoll floor x\(count)",
+                runLoad(
+                    clients: count, seconds: seconds, path: epollFloor.path, serverThread: epollFloor.threadID,
+                    requests: floorPair))
             report.add(
                 "lockd distinct x\(count)",
                 runLoad(

@@ -2,6 +2,7 @@
 #define CLOCKSUPPORT_H
 
 #include <sys/types.h>
+#include <sys/epoll.h>
 
 /// Layout-compatible with glibc's `struct ucred`, which it hides without _GNU_SOURCE.
 typedef struct {
@@ -15,6 +16,9 @@ int lockd_peer_credentials(int fd, lockd_ucred *out);
 
 /// pidfd_open(2): glibc here has no wrapper and Swift cannot call the variadic syscall(2).
 int lockd_pidfd_open(pid_t pid);
+
+/// gettid(2), for the benchmark's per-thread CPU counters (same reason as above).
+pid_t lockd_gettid(void);
 
 /// Non-blocking check whether the process behind a pidfd has exited.
 int lockd_pidfd_exited(int pidfd);
