@@ -219,7 +219,8 @@ struct RequestFields {
     var token: JSONValue?
     var ttl: JSONValue?
     var request: JSONValue?
-    private var others: [String] = []
+    /// Names of the other members (a set: a hostile line may send thousands).
+    private var others: Set<String> = []
 
     init(_ line: some Collection<UInt8>) throws(LockError) {
         let read = { (buffer: UnsafeBufferPointer<UInt8>) -> Result<RequestFields, JSONParseError> in
@@ -262,8 +263,7 @@ struct RequestFields {
         case "ttl": try set(&ttl)
         case "request": try set(&request)
         default:
-            if others.contains(key) { throw .duplicateMember(key) }
-            others.append(key)
+            guard others.insert(key).inserted else { throw .duplicateMember(key) }
         }
     }
 }
