@@ -1,4 +1,5 @@
 import ArgumentParser
+import LockProtocol
 
 @main
 struct LockCtl: ParsableCommand {
@@ -10,6 +11,7 @@ struct LockCtl: ParsableCommand {
             64 usage; 65 invalid value; 69 daemon unreachable; 70 other failure; 75 daemon shutting down; \
             77 denied. `run` and `shield` exit with the command's status, or 128+signal.
             """,
+        version: lockdVersion,
         subcommands: [
             Acquire.self, Release.self, Renew.self, Run.self, Shield.self, Status.self, Break.self,
         ])

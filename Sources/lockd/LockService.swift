@@ -7,7 +7,7 @@ import NIOCore
 /// Serves the lock table to connections. Every method runs on the one event loop that owns it,
 /// so the table needs no lock and every change is seen in order (like Redis' single thread).
 final class LockService {
-    static let serverName = "lockd 0.1.0"
+    static let serverName = "lockd \(lockdVersion)"
 
     enum State {
         case running

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import LockProtocol
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -14,7 +15,8 @@ struct Lockd: AsyncParsableCommand {
             Settings come from the configuration file (config/lockd.toml documents each key); the \
             options below override it. SIGHUP reloads the file; SIGTERM or SIGINT stops lockd gracefully.
             Exit status: 0 after a stop, 1 when it cannot serve its socket, 78 for a bad configuration.
-            """)
+            """,
+        version: lockdVersion)
 
     @Option(help: "Configuration file (default: \(LockdConfiguration.defaultFile), if it exists).")
     var config: String?

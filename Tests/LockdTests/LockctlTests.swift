@@ -55,6 +55,11 @@ struct LockctlTests {
         #expect(unreachable.stderr.contains("none.sock"))
         let after = try execute(Binaries.lockctl, ["status", "--socket", daemon.socket])
         #expect(after.status == 0)
+        for binary in [Binaries.lockctl, Binaries.lockd] {
+            let version = try execute(binary, ["--version"])
+            #expect(version.status == 0 && version.stdout == "\(lockdVersion)\n", "\(version)")
+        }
+        #expect(try daemon.connect().call(op: "hello")["server"]?.string == "lockd \(lockdVersion)")
     }
 
     @Test("shared holds coexist across lockctl invocations; exclusive waits for them")
