@@ -20,21 +20,38 @@ extension LockTable {
     /// directly or through others, for `owner`.
     ///
     /// An owner that holds nothing and waits for nothing else has nobody waiting for it, so it
-    /// closes no cycle: that is the usual waiter, and the check is then O(1). Otherwise the walk
-    /// may push each queue's prefix once per waiter in it, O(n²) for a queue of n; 64 waiters on
-    /// one lock made it 65% of lockd's time before the shortcut (docs/performance.md).
+    /// closes no cycle: that is the usual waiter, and the check is then O(1). Before that
+    /// shortcut, 64 waiters on one lock made this walk 65% of lockd's time (docs/performance.md).
+    ///
+    /// Otherwise the walk stays linear in the queues it crosses. A waiter's blockers on its lock
+    /// are holders and waiters ahead of it, so once an exclusive waiter at position q has been
+    /// expanded, any waiter at or before q adds nobody new (the one owner its blockers leave out
+    /// is the expanded one, already seen). The same holds among shared waiters, whose blockers
+    /// are the exclusive ones ahead. Without this, each of n waiters in one queue pushed the
+    /// queue's prefix again: O(n²) per acquire.
     func wouldCloseCycle(from owner: LockOwner, blockers: [LockOwner]) -> Bool {
         guard heldBy[owner] != nil || waitingBy[owner]?.isEmpty == false else { return false }
         var stack = blockers
         var seen: Set<LockOwner> = []
+        // Per lock, the furthest position expanded for an exclusive and for a shared waiter.
+        var expanded: [LockName: (exclusive: Int, shared: Int)] = [:]
         while let next = stack.popLast() {
             if next == owner { return true }
             guard seen.insert(next).inserted else { continue }
             for key in waitingBy[next] ?? [] {
-                guard let name = pending[key], let record = locks[name],
-                    let position = record.waiters.firstIndex(where: { $0.key == key })
-                else { continue }
-                stack.append(contentsOf: self.blockers(of: record.waiters[position], at: position, in: record))
+                guard let name = pending[key], let record = locks[name] else { continue }
+                let done = expanded[name] ?? (-1, -1)
+                // Covers every waiter in the queue without looking for this one's position.
+                if done.exclusive >= record.waiters.count - 1 { continue }
+                guard let position = record.waiters.firstIndex(where: { $0.key == key }) else { continue }
+                let waiter = record.waiters[position]
+                if done.exclusive >= position || (waiter.mode == .shared && done.shared >= position) { continue }
+                if waiter.mode == .exclusive {
+                    expanded[name] = (position, done.shared)
+                } else {
+                    expanded[name] = (done.exclusive, position)
+                }
+                stack.append(contentsOf: self.blockers(of: waiter, at: position, in: record))
             }
         }
         return false

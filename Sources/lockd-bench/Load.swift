@@ -35,6 +35,7 @@ struct LoadResult {
 /// in a loop for `seconds` (after a short warm-up), pipelining off.
 func runLoad(
     clients: Int, seconds: Double, path: String, serverPID: Int32? = nil, serverThread: Int32? = nil,
+    setup: (@Sendable (Int) -> [UInt8])? = nil,
     requests: @escaping @Sendable (Int) -> (first: [UInt8], firstOK: [UInt8], second: [UInt8], secondOK: [UInt8])
 ) -> LoadResult {
     final class Results: @unchecked Sendable {
@@ -60,6 +61,8 @@ func runLoad(
                 return
             }
             let (first, firstOK, second, secondOK) = requests(index)
+            // A request each client makes once before the loop, such as taking a lock of its own.
+            if let setup { client.roundTrip(setup(index), expect: []) }
             ready.leave()
             go.wait()
             let start = LockConnection.monotonicSeconds()

@@ -135,6 +135,14 @@ struct LockdBench: ParsableCommand {
                     clients: count, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
                     requests: lockPair { _ in "hot" }))
         }
+        // The same, with every client holding a lock of its own: a waiter that holds something
+        // gets the full deadlock check.
+        report.add(
+            "lockd contended+held x64",
+            runLoad(
+                clients: 64, seconds: seconds, path: lockd.socket, serverPID: lockd.process.processIdentifier,
+                setup: { Array("{\"op\":\"acquire\",\"id\":0,\"lock\":\"own-\($0)\"}\n".utf8) },
+                requests: lockPair { _ in "hot-held" }))
         if shellRuns > 0 {
             let lockctl = binaries + "/lockctl"
             let file = directory + "/flock-file"
