@@ -84,9 +84,17 @@ extension LockTable {
 
     /// Puts back a hold read from the state file at start-up, before any client connects. A
     /// token's lease restarts from its remaining time; `fence` raises the counter if needed.
-    public mutating func restore(_ hold: DurableHold, now: Moment, effects: inout [LockEffect]) {
+    /// - Returns: whether the hold was restored: one that conflicts with a hold already restored
+    ///   (a second exclusive holder, a second hold of the same owner) is not, since only a damaged
+    ///   journal can say so.
+    @discardableResult
+    public mutating func restore(_ hold: DurableHold, now: Moment, effects: inout [LockEffect]) -> Bool {
         var record = locks[hold.lock] ?? LockRecord()
-        guard record.holderIndex(of: hold.owner) == nil else { return }
+        guard record.holderIndex(of: hold.owner) == nil,
+            record.holders.allSatisfy({ $0.mode.isCompatible(with: hold.mode) }),
+            hold.count > 0, hold.count <= Self.maximumCount, hold.shieldDepth >= 0,
+            hold.shieldDepth <= Self.maximumCount, hold.fence <= Self.maximumFence
+        else { return false }
         var hold = hold
         // A token's shields lasted as long as the connections that opened them, and those ended
         // with the previous lockd. A pid's shields last as long as the process.
@@ -103,16 +111,18 @@ extension LockTable {
         store(record, as: hold.lock)
         if case .token(let token) = hold.owner, let lease = hold.lease {
             var deadline: UInt64?
-            if let expiresAt = lease.expiresAt {
-                deadline = now.uptimeNanos &+ Moment.nanos(max(0, expiresAt - now.unixTime))
-            }
-            leases[token] = Lease(ttl: lease.ttl, deadlineNanos: deadline, expiresAt: lease.expiresAt, uid: lease.uid)
+            let expiresAt = lease.expiresAt.map { min($0, now.unixTime + Seconds.ceiling) }
+            if let expiresAt { deadline = now.deadline(after: expiresAt - now.unixTime) }
+            leases[token] = Lease(
+                ttl: Seconds.clamped(lease.ttl), deadlineNanos: deadline, expiresAt: expiresAt, uid: lease.uid)
             if let deadline { effects.append(.leaseDeadline(token: token, uptimeNanos: deadline)) }
         }
+        return true
     }
 
     /// Raises the fence counter (to a value persisted before a restart): fences never go back.
+    /// A value above ``maximumFence`` raises it to that maximum.
     public mutating func raiseFence(to fence: UInt64) {
-        lastFence = max(lastFence, fence)
+        lastFence = max(lastFence, min(fence, Self.maximumFence))
     }
 }

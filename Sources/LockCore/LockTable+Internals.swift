@@ -60,8 +60,9 @@ extension LockTable {
 
     /// (Re)sets a token's lease; a fresh lease also cancels an expiry deferred by a shield.
     mutating func setLease(owner: LockOwner, ttl: Double?, uid: UInt32, now: Moment, effects: inout [LockEffect]) {
-        guard case .token(let token) = owner, let ttl else { return }
-        let deadline = now.uptimeNanos &+ Moment.nanos(ttl)
+        guard case .token(let token) = owner, let requested = ttl else { return }
+        let ttl = Seconds.clamped(requested)
+        let deadline = now.deadline(after: ttl)
         leases[token] = Lease(
             ttl: ttl, deadlineNanos: deadline, expiresAt: now.unixTime + ttl, uid: leases[token]?.uid ?? uid)
         for name in heldBy[owner] ?? [] {
@@ -92,7 +93,9 @@ extension LockTable {
                 record.waiters.removeFirst()
                 unindex(waiter)
                 grant = reenter(&record, at: index, name: name, mode: waiter.mode)
-            } else if record.holders.allSatisfy({ $0.mode.isCompatible(with: waiter.mode) }) {
+            } else if lastFence < Self.maximumFence,
+                record.holders.allSatisfy({ $0.mode.isCompatible(with: waiter.mode) })
+            {
                 record.waiters.removeFirst()
                 unindex(waiter)
                 grant = addHold(
@@ -162,7 +165,7 @@ extension LockTable {
 
 /// Formats seconds with millisecond precision, e.g. `1.5s`.
 func formatSeconds(_ seconds: Double) -> String {
-    let millis = Int((max(0, seconds) * 1000).rounded())
+    let millis = Int((Seconds.clamped(seconds) * 1000).rounded())
     let fraction = millis % 1000
     if fraction == 0 { return "\(millis / 1000)s" }
     var digits = String(fraction)

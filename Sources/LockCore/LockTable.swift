@@ -31,6 +31,17 @@ public struct LockTable: Sendable {
     /// The largest fence handed out so far.
     public var currentFence: UInt64 { lastFence }
 
+    /// The largest fence, 2^53 - 1: every JSON reader reads it exactly (a double's integer
+    /// range), and at a million grants a second the counter needs centuries to get there from 0.
+    /// Only a journal can bring it near; once there, new holds are refused with `limit` rather
+    /// than handed a fence that is not larger than the last.
+    public static let maximumFence: UInt64 = 1 << 53 - 1
+
+    /// The largest re-entrance count and shield depth of one hold. A client that asks for more is
+    /// refused with `limit`; a journal record with more is dropped. Far below `Int.max`, so no
+    /// count can overflow.
+    public static let maximumCount = Int(Int32.max)
+
     /// The number of locks with at least one holder.
     public var heldLockCount: Int { locks.count }
 
@@ -92,12 +103,17 @@ public struct LockTable: Sendable {
         var isUpgrade = false
         if let index = record.holderIndex(of: owner) {
             let hold = record.holders[index]
+            guard hold.count < Self.maximumCount else {
+                throw LockError(.limit, "\(owner) already holds lock \"\(name)\" \(hold.count) times")
+            }
             if mode == .shared || hold.mode == .exclusive || record.holders.count == 1 {
                 let grant = reenter(&record, at: index, name: name, mode: mode)
                 setLease(owner: owner, ttl: ttl, uid: requester.identity.uid, now: now, effects: &effects)
                 return .granted(grant)
             }
             isUpgrade = true
+        } else if lastFence >= Self.maximumFence {
+            throw LockError(.limit, "the fence counter has reached its maximum (\(Self.maximumFence)); no new holds")
         } else if record.waiters.isEmpty, record.holders.allSatisfy({ $0.mode.isCompatible(with: mode) }) {
             let grant = addHold(
                 &record, name: name, owner: owner, mode: mode, origin: request.session,
@@ -117,7 +133,7 @@ public struct LockTable: Sendable {
         let waiter = Waiter(
             key: request, owner: owner, mode: mode, isUpgrade: isUpgrade, since: now.unixTime,
             requester: requester.identity, ttl: ttl,
-            deadlineNanos: wait.map { now.uptimeNanos &+ Moment.nanos($0) })
+            deadlineNanos: wait.map { now.deadline(after: $0) })
         let position = isUpgrade ? 0 : record.waiters.count
         let waitsFor = blockers(of: waiter, at: position, in: record)
         if wouldCloseCycle(from: owner, blockers: waitsFor) {
@@ -133,7 +149,8 @@ public struct LockTable: Sendable {
         return .queued(deadlineNanos: waiter.deadlineNanos)
     }
 
-    /// Renews a token's lease to `ttl` seconds from now and cancels an expiry deferred by a shield.
+    /// Renews a token's lease to `ttl` seconds from now (at most ``Seconds/ceiling``) and cancels
+    /// an expiry deferred by a shield.
     /// - Returns: the wall-clock time the lease now ends.
     public mutating func renew(
         token: String, ttl: Double, requester: Requester, now: Moment, effects: inout [LockEffect]
@@ -143,7 +160,7 @@ public struct LockTable: Sendable {
             throw .denied("token \"\(token)\" belongs to uid \(lease.uid)")
         }
         setLease(owner: .token(token), ttl: ttl, uid: requester.identity.uid, now: now, effects: &effects)
-        return now.unixTime + ttl
+        return now.unixTime + Seconds.clamped(ttl)
     }
 
     // MARK: - Release and shields
@@ -184,6 +201,9 @@ public struct LockTable: Sendable {
         try authorize(record.holders[index], requester: requester, action: "shield")
         if on {
             guard !isShuttingDown else { throw .shuttingDown("lockd is shutting down: no new shields") }
+            guard record.holders[index].shieldDepth < Self.maximumCount else {
+                throw LockError(.limit, "\(owner) already has \(Self.maximumCount) shields open on lock \"\(name)\"")
+            }
             record.holders[index].shieldDepth += 1
             let depth = record.holders[index].shieldDepth
             store(record, as: name)

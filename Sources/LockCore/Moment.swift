@@ -12,14 +12,15 @@ public struct Moment: Sendable, Hashable {
         self.unixTime = unixTime
     }
 
-    /// The moment `seconds` later.
+    /// The moment `seconds` later (clamped as ``Seconds/clamped(_:)`` clamps).
     public func adding(seconds: Double) -> Moment {
-        Moment(uptimeNanos: uptimeNanos &+ Self.nanos(seconds), unixTime: unixTime + seconds)
+        Moment(
+            uptimeNanos: Seconds.deadline(after: seconds, from: uptimeNanos),
+            unixTime: unixTime + Seconds.clamped(seconds))
     }
 
-    /// Converts non-negative seconds to nanoseconds, saturating for absurdly long durations.
-    public static func nanos(_ seconds: Double) -> UInt64 {
-        let value = seconds * 1e9
-        return value >= Double(UInt64.max / 2) ? UInt64.max / 2 : UInt64(max(0, value))
+    /// The monotonic deadline `seconds` from this moment (see ``Seconds/deadline(after:from:)``).
+    public func deadline(after seconds: Double) -> UInt64 {
+        Seconds.deadline(after: seconds, from: uptimeNanos)
     }
 }

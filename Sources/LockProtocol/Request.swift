@@ -186,7 +186,8 @@ extension Request {
         throw .invalid("\"owner\" must be \"session\", {\"pid\": N} or {\"token\": \"T\", \"ttl\": S}")
     }
 
-    static func isValidToken(_ token: String) -> Bool {
+    /// Whether `token` is a valid token name: 1-255 bytes with no control characters.
+    public static func isValidToken(_ token: String) -> Bool {
         let utf8 = token.utf8
         return (1...255).contains(utf8.count) && utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7f }
     }

@@ -1,8 +1,14 @@
 /// RFC 3339 UTC timestamps with milliseconds, e.g. `2026-11-25T16:36:03.123Z`.
 public enum Timestamp {
-    /// Formats seconds since the Unix epoch.
+    /// The range of times written as they are: years 0001 to 9999, as RFC 3339 allows.
+    public static let range: ClosedRange<Double> = -62_135_596_800...253_402_300_799.999
+
+    /// Formats seconds since the Unix epoch. A time outside ``range`` is written as the nearest
+    /// end of it, and NaN as the epoch: lockd's own times never leave the range (leases are
+    /// clamped to a century), but a journal or a clock may hand it anything.
     public static func format(_ unixTime: Double) -> String {
-        let totalMillis = Int64((unixTime * 1000).rounded(.down))
+        let time = unixTime.isNaN ? 0 : min(max(unixTime, range.lowerBound), range.upperBound)
+        let totalMillis = Int64((time * 1000).rounded(.down))
         var days = totalMillis / 86_400_000
         var millisOfDay = totalMillis % 86_400_000
         if millisOfDay < 0 {

@@ -84,7 +84,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         } else if stalled == nil {
             context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
             let seconds = service.configuration.limits.writeTimeout
-            stalled = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+            stalled = context.eventLoop.assumeIsolated().scheduleTask(
+                in: .nanoseconds(Seconds.signedNanoseconds(seconds))
+            ) {
                 [weak self] in
                 self?.stalled = nil
                 self?.service.dropStalled(self?.session, context: context, after: seconds)

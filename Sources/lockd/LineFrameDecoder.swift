@@ -1,3 +1,4 @@
+import LockCore
 import NIOCore
 
 /// Splits the byte stream into lines (without the newline; a trailing CR is dropped), refuses a
@@ -61,7 +62,9 @@ struct LineFrameDecoder: ByteToMessageDecoder {
     private func startTimer(context: ChannelHandlerContext) {
         let partial = self.partial
         let seconds = limits().lineTimeout
-        partial.timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+        partial.timer = context.eventLoop.assumeIsolated().scheduleTask(
+            in: .nanoseconds(Seconds.signedNanoseconds(seconds))
+        ) {
             partial.timer = nil
             context.fireErrorCaught(LineTimedOut())
         }

@@ -15,19 +15,25 @@ extension LockService {
         let now = Self.now()
         var restored = 0
         var dropped: [String] = []
+        var unusable = contents.unusableRecords
         for (_, record) in contents.locks.sorted(by: { $0.key < $1.key }) {
-            for item in StateRecords.holds(of: record) {
+            let (holds, damaged) = StateRecords.holds(of: record)
+            unusable += damaged
+            for item in holds {
                 if let reason = whyGone(item, now: now) {
                     dropped.append("\(item.hold.lock) by \(item.hold.owner): \(reason)")
                     continue
                 }
-                table.restore(item.hold, now: now, effects: &effects)
-                restored += 1
+                if table.restore(item.hold, now: now, effects: &effects) {
+                    restored += 1
+                } else {
+                    unusable += 1
+                }
             }
         }
         applyEffects()
         table.raiseFence(to: contents.fence)
-        reservedFence = table.currentFence + Self.fenceBlock
+        reservedFence = Self.reservation(above: table.currentFence)
         self.journal = journal
         try compactJournal()
         table.recordsChanges = true
@@ -38,6 +44,11 @@ extension LockService {
                 "dropped": "\(dropped.count)", "next_fence": "\(table.currentFence + 1)",
             ])
         for line in dropped { logger.info("dropped a hold whose owner is gone", metadata: ["hold": "\(line)"]) }
+        if unusable > 0 {
+            logger.warning(
+                "dropped journal records that lockd cannot use (out of range, malformed, or in conflict)",
+                metadata: ["records": "\(unusable)"])
+        }
         if contents.droppedBytes > 0 {
             logger.warning(
                 "the state journal ended in a torn record; cut it", metadata: ["bytes": "\(contents.droppedBytes)"])
@@ -97,10 +108,15 @@ extension LockService {
             persisted[name] = holds.isEmpty ? nil : holds
         }
         let fence = inspectTable { $0.currentFence }
-        if fence >= reservedFence {
-            reservedFence = fence + Self.fenceBlock
+        if fence >= reservedFence, reservedFence < LockTable.maximumFence {
+            reservedFence = Self.reservation(above: fence)
             journal.append(StateRecords.fence(reservedFence))
         }
+    }
+
+    /// The next fence reservation: a block above `fence`, never past the largest fence.
+    private static func reservation(above fence: UInt64) -> UInt64 {
+        min(fence + fenceBlock, LockTable.maximumFence)
     }
 
     private func compactJournal() throws(StateJournal.Failure) {

@@ -318,7 +318,7 @@ final class LockService {
             notifier.stopping(status: status)
             logger.notice("\(status)")
             let bound = self.bound
-            let timer = loop.scheduleTask(in: .nanoseconds(Int64(Moment.nanos(grace)))) {
+            let timer = loop.scheduleTask(in: .nanoseconds(Seconds.signedNanoseconds(grace))) {
                 bound.value.logger.warning("shutdown grace ended with open shields; releasing everything")
                 bound.value.finish()
             }

@@ -1,4 +1,5 @@
 import Glibc
+import LockCore
 import LockProtocol
 
 /// lockd's state file: an append-only journal in the state directory, one record per line,
@@ -24,6 +25,8 @@ final class StateJournal {
         var records = 0
         /// Bytes after the last whole record (a torn write), dropped.
         var droppedBytes = 0
+        /// Whole records that say nothing lockd can use (e.g. a fence beyond the maximum).
+        var unusableRecords = 0
     }
 
     let directory: String
@@ -126,8 +129,10 @@ final class StateJournal {
             guard let record = Self.decode(bytes[offset..<newline]) else { break }
             if let name = record["lock"]?.string {
                 contents.locks[name] = record
-            } else if case .int(let fence)? = record["fence"], fence > 0 {
+            } else if case .int(let fence)? = record["fence"], fence > 0, fence <= LockTable.maximumFence {
                 contents.fence = max(contents.fence, UInt64(fence))
+            } else {
+                contents.unusableRecords += 1
             }
             contents.records += 1
             offset = newline + 1

@@ -52,48 +52,59 @@ enum StateRecords {
         return .object(fields)
     }
 
-    /// The holds of a lock record; a malformed record or hold is skipped rather than trusted.
-    static func holds(of record: JSONValue) -> [RestoredHold] {
+    /// The holds of a lock record, and how many of its holds could not be used. A malformed
+    /// record or hold, or one whose numbers lockd could not honour, is skipped rather than trusted.
+    static func holds(of record: JSONValue) -> (holds: [RestoredHold], unusable: Int) {
         guard let name = record["lock"]?.string.flatMap(LockName.init), case .array(let holds)? = record["holds"] else {
-            return []
+            return ([], 1)
         }
-        return holds.compactMap { decode($0, lock: name) }
+        let usable = holds.compactMap { decode($0, lock: name) }
+        return (usable, holds.count - usable.count)
     }
 
     private static func decode(_ json: JSONValue, lock: LockName) -> RestoredHold? {
+        let counts = 0...Int64(LockTable.maximumCount)
         guard let ownerJSON = json["owner"], let mode = json["mode"]?.string.flatMap(LockMode.init(rawValue:)),
-            let count = integer(json["count"]), count > 0, let fence = integer(json["fence"]),
-            let since = json["since"]?.number, let shield = integer(json["shield"]),
-            let pid = integer(json["pid"]), let uid = integer(json["uid"]), let gid = integer(json["gid"])
+            let count = integer(json["count"], in: counts), count > 0,
+            let fence = integer(json["fence"], in: 1...Int64(LockTable.maximumFence)),
+            let since = json["since"]?.number, since.isFinite, let shield = integer(json["shield"], in: counts),
+            let pid = integer(json["pid"], in: 0...Int64(Int32.max)),
+            let uid = integer(json["uid"], in: 0...Int64(UInt32.max)),
+            let gid = integer(json["gid"], in: 0...Int64(UInt32.max))
         else { return nil }
         let owner: LockOwner
         var startTime: UInt64?
-        if let ownerPID = integer(ownerJSON["pid"]) {
-            owner = .pid(Int32(truncatingIfNeeded: ownerPID))
-            startTime = integer(ownerJSON["start"]).map { UInt64($0) }
-        } else if let token = ownerJSON["token"]?.string {
+        if let ownerPID = integer(ownerJSON["pid"], in: 1...Int64(Int32.max)) {
+            owner = .pid(Int32(ownerPID))
+            startTime = integer(ownerJSON["start"], in: 0...Int64.max).map { UInt64($0) }
+        } else if let token = ownerJSON["token"]?.string, Request.isValidToken(token) {
             owner = .token(token)
         } else {
             return nil
         }
         var lease: DurableLease?
-        if let leaseJSON = json["lease"], let ttl = leaseJSON["ttl"]?.number, let leaseUID = integer(leaseJSON["uid"]) {
-            lease = DurableLease(
-                ttl: ttl, expiresAt: leaseJSON["expires"]?.number, uid: UInt32(truncatingIfNeeded: leaseUID))
+        if let leaseJSON = json["lease"] {
+            // A lease that cannot be read would leave a token hold that never expires: drop it.
+            guard let ttl = leaseJSON["ttl"]?.number, ttl > 0, ttl.isFinite,
+                let leaseUID = integer(leaseJSON["uid"], in: 0...Int64(UInt32.max))
+            else { return nil }
+            let expires = leaseJSON["expires"]
+            guard expires == nil || expires == .null || expires?.number?.isFinite == true else { return nil }
+            lease = DurableLease(ttl: Seconds.clamped(ttl), expiresAt: expires?.number, uid: UInt32(leaseUID))
+        } else if case .token = owner {
+            return nil
         }
         let hold = DurableHold(
             lock: lock, owner: owner, mode: mode, count: Int(count), fence: UInt64(fence), since: since,
             shieldDepth: Int(shield),
             pendingRevocation: json["revoke"]?.string.flatMap(RevocationReason.init(rawValue:)),
-            creator: ClientIdentity(
-                pid: Int32(truncatingIfNeeded: pid), uid: UInt32(truncatingIfNeeded: uid),
-                gid: UInt32(truncatingIfNeeded: gid)),
+            creator: ClientIdentity(pid: Int32(pid), uid: UInt32(uid), gid: UInt32(gid)),
             lease: lease)
         return RestoredHold(hold: hold, startTime: startTime)
     }
 
-    private static func integer(_ json: JSONValue?) -> Int64? {
-        guard case .int(let value)? = json, value >= 0 else { return nil }
+    private static func integer(_ json: JSONValue?, in range: ClosedRange<Int64>) -> Int64? {
+        guard case .int(let value)? = json, range.contains(value) else { return nil }
         return value
     }
 }

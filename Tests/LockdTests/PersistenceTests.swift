@@ -110,4 +110,30 @@ struct PersistenceTests {
         let text = try String(contentsOfFile: journal, encoding: .utf8)
         #expect(!text.contains("ghost"), "the torn end was cut")
     }
+
+    @Test("absurd leases and waits from a client: lockd answers, status reads them, and a restart restores them")
+    func absurdNumbers() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.lockctl("acquire", "evil", "--token", "evil", "--ttl", "1e16").status == 0)
+        #expect(try daemon.lockctl("renew", "--token", "evil", "--ttl", "1e300").status == 0)
+        let client = try daemon.connect()
+        for ttl: JSONValue in [.double(1.7976931348623157e308), .double(.leastNonzeroMagnitude), .double(1e18), 1] {
+            #expect(try client.acquire("max", [("owner", .object([("token", "m"), ("ttl", ttl)]))]).isOK)
+        }
+        #expect(try client.acquire("held").isOK)
+        let other = try daemon.connect()
+        _ = try other.send(op: "acquire", [("lock", "held"), ("wait", .double(1e300))])
+        let status = try daemon.lockctl("status")
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("evil") && status.stdout.contains("21"), "\(status.stdout)")
+
+        daemon.crash()
+        try daemon.restart()
+        let after = try daemon.connect()
+        let holders = try after.holders("evil")
+        #expect(holders.count == 1)
+        let expires = holders.first?["expires"]?.string ?? ""
+        #expect(expires.hasPrefix("21"), "a century from now at most: \(expires)")
+        #expect(try daemon.lockctl("status", "--json").status == 0)
+    }
 }
