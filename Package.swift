@@ -41,18 +41,35 @@ let package = Package(
             dependencies: ["LockProtocol", "CLockSupport"],
             swiftSettings: strictSettings
         ),
-        .executableTarget(
-            name: "lockd",
+        // The daemon's parts (connections, persistence, owner watching, systemd, configuration)
+        // and the request dispatch over them; `lockd` is only its command line.
+        .target(
+            name: "LockServer",
             dependencies: [
                 "LockCore", "LockProtocol", "LockClient", "CLockSupport", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "lockd",
+            dependencies: [
+                "LockServer", "LockProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The whole-service fuzzer: random request sequences through the real dispatch, checked
+        // after every step (docs/fuzzing.md).
+        .executableTarget(
+            name: "lockd-fuzz",
+            dependencies: ["LockServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSettings
         ),
         .executableTarget(
@@ -82,8 +99,17 @@ let package = Package(
         .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
         .testTarget(name: "LockProtocolTests", dependencies: ["LockProtocol"]),
         .testTarget(
+            name: "LockServerTests",
+            dependencies: [
+                "LockServer", .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "LockdTests",
-            dependencies: ["LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl", "lockd-stress"]
+            dependencies: [
+                "LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl", "lockd-stress", "lockd-fuzz",
+            ]
         ),
     ]
 )

@@ -46,7 +46,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        service.flush()
+        service.endOfBurst()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

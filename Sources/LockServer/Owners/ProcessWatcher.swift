@@ -6,7 +6,7 @@ import Glibc
 ///
 /// The Dispatch source reads a duplicate of the pidfd and closes it when it fires, while the
 /// original stays open until ``stop()`` so that ``hasExited`` keeps answering in between.
-final class ProcessWatcher {
+final class ProcessWatcher: ProcessWatch {
     let pid: Int32
     /// The process's start time (proc(5) field 22), read after the pidfd was opened; persisted
     /// with its holds so that a restart can tell the process from a later one with its pid.

@@ -34,7 +34,7 @@ struct LockdServer: Service, CustomStringConvertible {
             if !stateDirectory.isEmpty {
                 do {
                     let (journal, contents) = try StateJournal.open(directory: stateDirectory)
-                    try service.restoreState(from: contents, journal: journal)
+                    try service.restore(from: contents, journal: journal)
                 } catch {
                     service.abandon()
                     throw StartupFailure(description: "cannot use the state directory: \(error)")

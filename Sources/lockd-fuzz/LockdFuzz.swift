@@ -1,0 +1,7 @@
+import ArgumentParser
+import LockServer
+
+@main
+struct LockdFuzz: ParsableCommand {
+    func run() throws {}
+}
