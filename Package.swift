@@ -91,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "lockd-stress",
             dependencies: [
-                "LockClient", "LockProtocol",
+                "LockClient", "LockProtocol", "LockCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

@@ -62,6 +62,9 @@ public struct LockTable: Sendable {
         locks.values.reduce(0) { $0 + $1.holders.count { $0.shieldDepth > 0 } }
     }
 
+    /// The queued acquires of one connection.
+    public func waiting(session: SessionID) -> Set<RequestKey> { pendingBySession[session] ?? [] }
+
     /// Whether `owner` holds or waits for anything.
     public func isActive(_ owner: LockOwner) -> Bool {
         heldBy[owner] != nil || waitingBy[owner] != nil

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LockClient
+import LockCore
 import LockProtocol
 
 /// The safety checker: many client processes hammer a few locks while their processes and lockd
@@ -29,7 +30,7 @@ extension LockdStress {
 
         func run() throws {
             let seed = self.seed ?? UInt64(Date().timeIntervalSince1970 * 1000)
-            var random = SplitMix(state: seed)
+            var random = SplitMix(seed: seed)
             let directory =
                 keep ?? FileManager.default.temporaryDirectory.appendingPathComponent("lockd-stress-\(getpid())").path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -161,13 +162,11 @@ extension LockdStress {
         func run() throws {
             let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
             var worker = StressWorker(
-                socket: socket, id: id, locks: locks, ttl: ttl, log: fd, random: SplitMix(state: seed))
+                socket: socket, id: id, locks: locks, ttl: ttl, log: fd, random: SplitMix(seed: seed))
             worker.run()
         }
     }
 }
-
-extension SplitMix: RandomNumberGenerator {}
 
 /// The events of `coordinator.log` and every `worker-N.log` in `directory`.
 func readLogs(in directory: String) -> [StressEvent] {

@@ -1,5 +1,6 @@
 import Glibc
 import LockClient
+import LockCore
 import LockProtocol
 
 /// One client process of the stress run: random acquire/hold/release cycles as a session, pid or
@@ -123,18 +124,3 @@ struct StressWorker {
 }
 
 func now() -> Double { LockConnection.monotonicSeconds() }
-
-/// A small deterministic generator, so a run can be repeated from its seed.
-struct SplitMix {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}

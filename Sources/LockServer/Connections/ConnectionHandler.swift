@@ -13,11 +13,22 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var session: Session?
     private var stalled: Scheduled<Void>?
 
-    init(service: LockService) {
+    /// The peer's credentials when the channel cannot tell them (tests and the fuzzer).
+    private let givenIdentity: ClientIdentity?
+
+    /// A handler for one connection; `identity` stands in for SO_PEERCRED where the channel has
+    /// no socket (an `EmbeddedChannel`).
+    init(service: LockService, identity: ClientIdentity? = nil) {
         self.service = service
+        self.givenIdentity = identity
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if let givenIdentity {
+            session = service.open(context: context, identity: givenIdentity)
+            context.fireChannelActive()
+            return
+        }
         guard let provider = context.channel as? any SocketOptionProvider else {
             context.close(promise: nil)
             return

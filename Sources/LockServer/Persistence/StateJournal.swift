@@ -124,9 +124,23 @@ final class StateJournal {
             bytes += chunk[..<count]
         }
         var contents = Contents()
-        var offset = 0
+        let offset = Self.read(bytes[...], into: &contents)
+        contents.droppedBytes = bytes.count - offset
+        if contents.droppedBytes > 0 {
+            guard ftruncate(fd, off_t(offset)) == 0, fdatasync(fd) == 0 else {
+                throw Failure(description: "cannot cut the torn end of \(path): \(errnoText())")
+            }
+        }
+        size = offset
+        return contents
+    }
+
+    /// Reads whole records from `bytes`, as replay does, without touching any file: the records
+    /// read, and how many bytes they took (the rest is a torn or damaged end).
+    static func read(_ bytes: ArraySlice<UInt8>, into contents: inout Contents) -> Int {
+        var offset = bytes.startIndex
         while let newline = bytes[offset...].firstIndex(of: UInt8(ascii: "\n")) {
-            guard let record = Self.decode(bytes[offset..<newline]) else { break }
+            guard let record = decode(bytes[offset..<newline]) else { break }
             if let name = record["lock"]?.string {
                 contents.locks[name] = record
             } else if case .int(let fence)? = record["fence"], fence > 0, fence <= LockTable.maximumFence {
@@ -137,14 +151,7 @@ final class StateJournal {
             contents.records += 1
             offset = newline + 1
         }
-        contents.droppedBytes = bytes.count - offset
-        if contents.droppedBytes > 0 {
-            guard ftruncate(fd, off_t(offset)) == 0, fdatasync(fd) == 0 else {
-                throw Failure(description: "cannot cut the torn end of \(path): \(errnoText())")
-            }
-        }
-        size = offset
-        return contents
+        return offset - bytes.startIndex
     }
 
     /// One line without its newline, or `nil` when it is torn or corrupt.

@@ -320,6 +320,8 @@ final class LockService {
 
     /// Completes the service that never started serving, so its promise is not left pending.
     func abandon() {
+        if case .finished = lifecycle { return }
+        if case .draining(let grace) = lifecycle { grace?.cancel() }
         lifecycle = .finished
         owners.stopAll()
         finished.succeed()
