@@ -37,6 +37,8 @@ struct LockdFuzz: ParsableCommand {
         var completed = 0
         while monotonicSeconds() - start < seconds, runs == 0 || completed < runs {
             let runSeed = seed &+ UInt64(completed)
+            // Said before the run: a trap ends the process, and this line then names the seed.
+            Stderr.write("lockd-fuzz: run with seed \(runSeed)\n")
             do {
                 let simulation = try ServiceSimulation(seed: runSeed, directory: directory)
                 total.add(try simulation.run(steps: steps))
@@ -59,5 +61,12 @@ struct LockdFuzz: ParsableCommand {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+private enum Stderr {
+    static func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
     }
 }

@@ -332,3 +332,29 @@ struct LockTableTests {
         #expect(try h.release("x", a, session: 1) == 0)
     }
 }
+
+@Suite("the invariant checker")
+struct InvariantCheckerTests {
+    @Test("a sound table has no violations; a broken one is reported")
+    func reports() throws {
+        var harness = Harness()
+        _ = try harness.acquire("x", .session(SessionID(1)), session: 1)
+        _ = try harness.acquire("x", .session(SessionID(2)), session: 2, wait: 5)
+        #expect(harness.table.invariantViolations().isEmpty)
+
+        var twoExclusive = harness.table
+        let name = Harness.name("x")
+        var second = twoExclusive.locks[name]!.holders[0]
+        second.owner = .session(SessionID(9))
+        twoExclusive.locks[name]!.holders.append(second)
+        #expect(twoExclusive.invariantViolations().contains { $0.contains("exclusive hold beside") })
+
+        var lostWakeUp = harness.table
+        lostWakeUp.locks[name]!.holders.removeAll()
+        #expect(lostWakeUp.invariantViolations().contains { $0.contains("could be granted") })
+
+        var unindexed = harness.table
+        unindexed.pending.removeAll()
+        #expect(!unindexed.invariantViolations().isEmpty)
+    }
+}
