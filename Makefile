@@ -5,6 +5,9 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR := $(PREFIX)/bin
 LIBDIR := $(PREFIX)/lib
+LIBEXECDIR := $(PREFIX)/libexec
+# Swift's backtracer for static binaries: a crash of lockd then logs a symbolicated backtrace.
+BACKTRACER := $(shell dirname "$$(readlink -f "$$(command -v swift)")")/../libexec/swift/linux/swift-backtrace-static
 UNITDIR := $(LIBDIR)/systemd/system
 SYSUSERSDIR := $(LIBDIR)/sysusers.d
 TMPFILESDIR := $(LIBDIR)/tmpfiles.d
@@ -25,7 +28,10 @@ build:
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CONFDIR)
 	install -m 0755 "$$($(SWIFT_BUILD) --show-bin-path)/lockd" "$$($(SWIFT_BUILD) --show-bin-path)/lockctl" $(DESTDIR)$(BINDIR)/
-	sed 's|/usr/local/bin/|$(BINDIR)/|g' systemd/lockd.service > $(DESTDIR)$(UNITDIR)/lockd.service
+	install -d $(DESTDIR)$(LIBEXECDIR)/lockd
+	install -m 0755 "$(BACKTRACER)" $(DESTDIR)$(LIBEXECDIR)/lockd/swift-backtrace
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/libexec/|$(LIBEXECDIR)/|g' systemd/lockd.service \
+		> $(DESTDIR)$(UNITDIR)/lockd.service
 	install -m 0644 systemd/lockd.socket $(DESTDIR)$(UNITDIR)/lockd.socket
 	install -m 0644 systemd/lockd.sysusers $(DESTDIR)$(SYSUSERSDIR)/lockd.conf
 	install -m 0644 systemd/lockd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/lockd.conf
@@ -43,6 +49,7 @@ ifneq ($(LIVE),)
 	-systemctl disable --now lockd.socket lockd.service
 endif
 	rm -f $(DESTDIR)$(BINDIR)/lockd $(DESTDIR)$(BINDIR)/lockctl
+	rm -rf $(DESTDIR)$(LIBEXECDIR)/lockd
 	rm -f $(DESTDIR)$(UNITDIR)/lockd.service $(DESTDIR)$(UNITDIR)/lockd.socket
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/lockd.conf $(DESTDIR)$(TMPFILESDIR)/lockd.conf
 ifneq ($(LIVE),)

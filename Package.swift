@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "LockProtocol", dependencies: ["LockCore"], swiftSettings: strictSettings),
         .target(
             name: "LockClient",
-            dependencies: ["LockProtocol", "CLockSupport"],
+            dependencies: ["LockProtocol", "LockCore", "CLockSupport"],
             swiftSettings: strictSettings
         ),
         // The daemon's parts (connections, persistence, owner watching, systemd, configuration)

@@ -1,3 +1,4 @@
+import LockCore
 public import LockProtocol
 
 #if canImport(Glibc)
@@ -17,7 +18,7 @@ public final class LockConnection {
     public let path: String
     private var buffer: [UInt8] = []
     private var nextID: Int64 = 1
-    /// Messages read while waiting for another answer (pushed events, other answers).
+    /// Lines read while waiting for another answer (pushed events, other answers), as JSON.
     public private(set) var backlog: [JSONValue] = []
 
     /// Connects to `path`.
@@ -44,16 +45,21 @@ public final class LockConnection {
 
     deinit { close(fd) }
 
-    /// Sends a request built from `op` and `fields`; returns its id.
+    /// Sends a request; returns the id it was given.
     @discardableResult
-    public func send(op: String, _ fields: [(key: String, value: JSONValue)] = []) throws(ClientError) -> RequestID {
-        let id = RequestID.int(nextID)
-        nextID += 1
-        try send(.object([("id", id.json), ("op", .string(op))] + fields))
+    public func send(_ operation: Operation) throws(ClientError) -> RequestID {
+        let id = nextRequestID()
+        try send(Request(id: id, operation: operation).json)
         return id
     }
 
-    /// Sends one JSON line.
+    /// A fresh id for a request, also for one built by hand.
+    public func nextRequestID() -> RequestID {
+        defer { nextID += 1 }
+        return .int(nextID)
+    }
+
+    /// Sends one JSON line as it is: for tools and tests that speak the protocol by hand.
     public func send(_ message: JSONValue) throws(ClientError) {
         var bytes: [UInt8] = []
         message.write(to: &bytes)
@@ -76,9 +82,10 @@ public final class LockConnection {
         }
     }
 
-    /// Reads the next message, waiting at most `timeout` seconds (`nil`: forever).
-    /// - Returns: the message, or `nil` when the time ran out.
-    public func readMessage(timeout: Double? = nil) throws(ClientError) -> JSONValue? {
+    /// Reads the next line as JSON, waiting at most `timeout` seconds (`nil`: forever): for tools
+    /// and tests that speak the protocol by hand.
+    /// - Returns: the line, or `nil` when the time ran out.
+    public func readJSON(timeout: Double? = nil) throws(ClientError) -> JSONValue? {
         while true {
             if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = buffer[..<newline]
@@ -91,7 +98,7 @@ public final class LockConnection {
             }
             if let timeout {
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let ready = poll(&pfd, 1, Int32(max(0, timeout * 1000)))
+                let ready = poll(&pfd, 1, Int32(Seconds.clamped(timeout) * 1000))
                 if ready == 0 { return nil }
                 if ready < 0, errno != EINTR { throw ClientError(.connectionLost, Self.errnoText()) }
                 if ready < 0 { continue }
@@ -99,6 +106,21 @@ public final class LockConnection {
             guard try fill() else {
                 throw ClientError(.connectionLost, "lockd at \(path) closed the connection")
             }
+        }
+    }
+
+    /// Reads the next answer or event, waiting at most `timeout` seconds (`nil`: forever).
+    /// - Returns: the message, or `nil` when the time ran out.
+    public func readMessage(timeout: Double? = nil) throws(ClientError) -> ServerMessage? {
+        guard let json = try readJSON(timeout: timeout) else { return nil }
+        return try message(json)
+    }
+
+    private func message(_ json: JSONValue) throws(ClientError) -> ServerMessage {
+        do {
+            return try ServerMessage(json)
+        } catch {
+            throw ClientError(.badResponse, "lockd at \(path) sent \(error.description)")
         }
     }
 
@@ -118,7 +140,12 @@ public final class LockConnection {
     }
 
     /// Removes and returns the oldest message in ``backlog``.
-    public func takeBacklog() -> JSONValue? {
+    public func takeBacklog() throws(ClientError) -> ServerMessage? {
+        backlog.isEmpty ? nil : try message(backlog.removeFirst())
+    }
+
+    /// Removes and returns the oldest line in ``backlog`` as JSON.
+    public func takeRawBacklog() -> JSONValue? {
         backlog.isEmpty ? nil : backlog.removeFirst()
     }
 
@@ -126,27 +153,33 @@ public final class LockConnection {
     public var hasBufferedMessage: Bool { buffer.contains(UInt8(ascii: "\n")) }
 
     /// Waits for the answer to `id`; messages read meanwhile go to ``backlog``.
+    public func answer(to id: RequestID, timeout: Double? = nil) throws(ClientError) -> Answer {
+        guard case .answer(let answer) = try message(response(to: id, timeout: timeout)) else {
+            throw ClientError(.badResponse, "lockd at \(path) sent an event in place of an answer")
+        }
+        return answer
+    }
+
+    /// Waits for the answer line to `id`, as JSON; lines read meanwhile go to ``backlog``.
     public func response(to id: RequestID, timeout: Double? = nil) throws(ClientError) -> JSONValue {
         if let index = backlog.firstIndex(where: { $0["id"].flatMap(RequestID.init) == id }) {
             return backlog.remove(at: index)
         }
-        let deadline = timeout.map { Self.monotonicSeconds() + $0 }
+        let deadline = timeout.map { Self.monotonicSeconds() + Seconds.clamped($0) }
         while true {
             let remaining = deadline.map { max(0, $0 - Self.monotonicSeconds()) }
-            guard let message = try readMessage(timeout: remaining) else {
+            guard let line = try readJSON(timeout: remaining) else {
                 throw ClientError(.timedOut, "lockd at \(path) did not answer in time")
             }
-            if message["id"].flatMap(RequestID.init) == id { return message }
-            backlog.append(message)
+            if line["event"] == nil, line["id"].flatMap(RequestID.init) == id { return line }
+            backlog.append(line)
         }
     }
 
     /// Sends a request and waits for its answer.
-    public func call(
-        op: String, _ fields: [(key: String, value: JSONValue)] = [], timeout: Double? = nil
-    ) throws(ClientError) -> JSONValue {
-        let id = try send(op: op, fields)
-        return try response(to: id, timeout: timeout)
+    public func call(_ operation: Operation, timeout: Double? = nil) throws(ClientError) -> Answer {
+        let id = try send(operation)
+        return try answer(to: id, timeout: timeout)
     }
 
     /// Seconds on the monotonic clock.

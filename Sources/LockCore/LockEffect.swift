@@ -16,6 +16,14 @@ public struct Grant: Sendable, Hashable {
     public var count: Int
     /// The fencing token of this hold.
     public var fence: UInt64
+
+    /// Creates a grant.
+    public init(lock: LockName, mode: LockMode, count: Int, fence: UInt64) {
+        self.lock = lock
+        self.mode = mode
+        self.count = count
+        self.fence = fence
+    }
 }
 
 /// Something the I/O layer must do after the engine changed state.

@@ -32,6 +32,12 @@ public struct LockError: Error, Hashable, Sendable, CustomStringConvertible {
 
         /// The wire form, e.g. `not_held`.
         public var description: String { value.rawValue }
+
+        /// The code of a wire form, `nil` for one this version does not know.
+        public init?(wire: String) {
+            guard let value = Value(rawValue: wire) else { return nil }
+            self.value = value
+        }
     }
 
     /// Why the request was refused.

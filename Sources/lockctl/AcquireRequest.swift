@@ -1,5 +1,6 @@
 import ArgumentParser
 import LockClient
+import LockCore
 import LockProtocol
 
 /// The lock-waiting options shared by `acquire` and `run`.
@@ -15,22 +16,21 @@ struct WaitOptions: ParsableArguments {
         if let wait, !(wait >= 0 && wait.isFinite) { throw ValidationError("--wait must be seconds >= 0") }
     }
 
-    var fields: [(key: String, value: JSONValue)] {
-        var fields: [(key: String, value: JSONValue)] = [("mode", .string(shared ? "shared" : "exclusive"))]
-        if noWait { fields.append(("wait", 0)) } else if let wait { fields.append(("wait", .double(wait))) }
-        return fields
-    }
+    var mode: LockMode { shared ? .shared : .exclusive }
+
+    /// The protocol's `wait`: 0 tries once, `nil` waits forever.
+    var seconds: Double? { noWait ? 0 : wait }
 }
 
 /// Acquires a lock while watching for SIGINT/SIGTERM/SIGHUP; a signal cancels the wait and, if
 /// the grant raced with the cancel, releases it again so no hold is left behind.
 /// - Returns: the grant, or throws the exit code (128+signal when interrupted).
 func acquireInterruptibly(
-    _ connection: LockConnection, name: String, owner: JSONValue, wait: WaitOptions, signals: TerminationSignals
-) throws(ExitCode) -> JSONValue {
+    _ connection: LockConnection, name: LockName, owner: OwnerSpec, wait: WaitOptions, signals: TerminationSignals
+) throws(ExitCode) -> Grant {
     let context = "acquire \"\(name)\""
     do {
-        let id = try connection.send(op: "acquire", [("lock", .string(name)), ("owner", owner)] + wait.fields)
+        let id = try connection.send(.acquire(lock: name, mode: wait.mode, wait: wait.seconds, owner: owner))
         while true {
             if !connection.hasBufferedMessage {
                 let ready = waitReadable([connection.fd, signals.fd])
@@ -40,10 +40,13 @@ func acquireInterruptibly(
                 }
                 if !ready[0] { continue }
             }
-            guard let message = try connection.readMessage(timeout: 0) else { continue }
-            guard message["id"].flatMap(RequestID.init) == id else { continue }
-            if let code = failure(of: message, context, conflictExitCode: wait.conflictExitCode) { throw code }
-            return message
+            guard case .answer(let answer)? = try connection.readMessage(timeout: 0), answer.id == id else { continue }
+            if let code = failure(of: answer, context, conflictExitCode: wait.conflictExitCode) { throw code }
+            guard let grant = answer.grant else {
+                printError("\(context) failed: lockd answered without a grant")
+                throw ExitCode(Exit.software)
+            }
+            return grant
         }
     } catch let error as ClientError {
         throw fail(context, error)
@@ -54,11 +57,10 @@ func acquireInterruptibly(
     }
 }
 
-private func cancel(_ connection: LockConnection, request: RequestID, name: String, owner: JSONValue) throws {
-    try connection.send(op: "cancel", [("request", request.json)])
-    let answer = try connection.response(to: request, timeout: 5)
-    if answer["ok"]?.bool == true {
-        _ = try connection.call(op: "release", [("lock", .string(name)), ("owner", owner)], timeout: 5)
+private func cancel(_ connection: LockConnection, request: RequestID, name: LockName, owner: OwnerSpec) throws {
+    try connection.send(.cancel(request: request))
+    if try connection.answer(to: request, timeout: 5).isOK {
+        _ = try connection.call(.release(lock: name, owner: owner, all: false), timeout: 5)
     }
 }
 
@@ -81,12 +83,11 @@ struct Acquire: ParsableCommand {
 
     func run() throws {
         let signals = TerminationSignals()
-        let connection = try global.connect("acquire \"\(name)\"")
-        let grant = try acquireInterruptibly(
-            connection, name: name, owner: owner.spec(ttl: ttl), wait: waitOptions, signals: signals)
-        if json {
-            let fields = ["lock", "mode", "count", "fence"].map { ($0, grant[$0] ?? .null) }
-            printLine(JSONValue.object(fields).serialized)
-        }
+        let context = "acquire \"\(name)\""
+        let lock = try lockName(name, context)
+        let owner = try owner.spec(ttl: ttl, context)
+        let connection = try global.connect(context)
+        let grant = try acquireInterruptibly(connection, name: lock, owner: owner, wait: waitOptions, signals: signals)
+        if json { printLine(JSONValue.object(Response.grant(grant)).serialized) }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CLockSupport
 import Glibc
 import LockClient
+import LockCore
 import LockProtocol
 
 /// Runs CMD under lockctl's watch and returns the exit status lockctl should end with.
@@ -66,8 +67,8 @@ struct ChildProcess {
     private func watchDaemon(_ connection: LockConnection, lockName: String?) -> LockConnection? {
         do {
             while let message = try connection.readMessage(timeout: 0) {
-                if message["event"]?.string == "revoked" {
-                    let reason = message["reason"]?.string ?? "unknown"
+                if case .revoked(let revocation) = message {
+                    let reason = revocation.reason.rawValue
                     printError(
                         "warning: lock \"\(lockName ?? "?")\" was taken away (\(reason)); the command goes on unprotected"
                     )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import LockClient
+import LockCore
 import LockProtocol
 
 /// lockctl's exit codes (sysexits.h where one fits).
@@ -38,20 +39,32 @@ func fail(_ context: String, _ error: ClientError) -> ExitCode {
     }
 }
 
-/// Checks a daemon answer; on `ok: false` prints the cause and returns the exit code to use.
-func failure(of answer: JSONValue, _ context: String, conflictExitCode: Int32 = Exit.conflict) -> ExitCode? {
-    guard answer["ok"]?.bool != true else { return nil }
-    let code = answer["error"]?["code"]?.string ?? "unknown"
-    let message = answer["error"]?["message"]?.string ?? "no message"
-    printError("\(context) failed: \(message)")
+/// Checks a daemon answer; on failure prints the cause and returns the exit code to use.
+func failure(of answer: Answer, _ context: String, conflictExitCode: Int32 = Exit.conflict) -> ExitCode? {
+    guard let error = answer.error else { return nil }
+    printError("\(context) failed: \(error.message)")
+    return ExitCode(exitStatus(for: error.code, conflictExitCode: conflictExitCode))
+}
+
+/// The exit status for an error code of lockd's.
+func exitStatus(for code: LockError.Code, conflictExitCode: Int32 = Exit.conflict) -> Int32 {
     switch code {
-    case "busy", "timeout", "deadlock": return ExitCode(conflictExitCode)
-    case "not_held": return ExitCode(Exit.notHeld)
-    case "invalid", "too_large": return ExitCode(Exit.invalid)
-    case "shutting_down", "limit": return ExitCode(Exit.temporary)
-    case "denied": return ExitCode(Exit.denied)
-    default: return ExitCode(Exit.software)
+    case .busy, .timeout, .deadlock: conflictExitCode
+    case .notHeld: Exit.notHeld
+    case .invalid, .tooLarge: Exit.invalid
+    case .shuttingDown, .limit: Exit.temporary
+    case .denied: Exit.denied
+    default: Exit.software
     }
+}
+
+/// A lock name from the command line, or exit 65 with the protocol's reason.
+func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
+    guard let name = LockName(raw) else {
+        printError("\(context) failed: invalid lock name: use 1-255 bytes of A-Z a-z 0-9 . _ : / @ + -")
+        throw ExitCode(Exit.invalid)
+    }
+    return name
 }
 
 extension GlobalOptions {
@@ -65,20 +78,24 @@ extension GlobalOptions {
 }
 
 extension OwnerOptions {
-    /// The owner as the protocol writes it: a token, a pid, or the parent process.
-    func spec(ttl: Double? = nil) -> JSONValue {
-        if let token { return OwnerSpec.token(token, ttl: ttl).json }
-        return OwnerSpec.pid(pid ?? getppid()).json
+    /// The owner: a token, a pid, or the parent process (the calling shell).
+    func spec(ttl: Double? = nil, _ context: String) throws(ExitCode) -> OwnerSpec {
+        if let token {
+            guard Request.isValidToken(token) else {
+                printError("\(context) failed: a token is 1-255 bytes with no control characters")
+                throw ExitCode(Exit.invalid)
+            }
+            return .token(token, ttl: ttl)
+        }
+        return .pid(pid ?? getppid())
     }
 }
 
 /// Runs a request and returns its successful answer, or throws the exit code after printing why.
-func call(
-    _ connection: LockConnection, _ context: String, op: String, _ fields: [(key: String, value: JSONValue)]
-) throws(ExitCode) -> JSONValue {
-    let answer: JSONValue
+func call(_ connection: LockConnection, _ context: String, _ operation: Operation) throws(ExitCode) -> Answer {
+    let answer: Answer
     do {
-        answer = try connection.call(op: op, fields)
+        answer = try connection.call(operation)
     } catch {
         throw fail(context, error)
     }

@@ -23,18 +23,18 @@ struct Run: ParsableCommand {
     func run() throws {
         let signals = TerminationSignals()
         let context = "run \"\(name)\""
+        let lock = try lockName(name, context)
         let connection = try global.connect(context)
         // The hold belongs to this connection: if lockctl dies, the hold goes, and CMD with it.
-        let owner = OwnerSpec.session.json
-        _ = try acquireInterruptibly(connection, name: name, owner: owner, wait: waitOptions, signals: signals)
+        _ = try acquireInterruptibly(connection, name: lock, owner: .session, wait: waitOptions, signals: signals)
         if shield {
-            _ = try call(connection, context, op: "shield", [("lock", .string(name)), ("on", true)])
+            _ = try call(connection, context, .shield(lock: lock, owner: .session, on: true))
         }
         let status = try ChildProcess(arguments: command, shielded: shield)
             .run(signals: signals, connection: connection, lockName: name)
         // Release explicitly (a shielded hold may be released by its owner) so that the lock is
         // free before lockctl exits, not merely once lockd notices the closed connection.
-        _ = try? connection.call(op: "release", [("lock", .string(name)), ("all", true)], timeout: 5)
+        _ = try? connection.call(.release(lock: lock, owner: .session, all: true), timeout: 5)
         exitWithCommandStatus(status)
     }
 }
@@ -72,10 +72,11 @@ struct Shield: ParsableCommand {
                     signals: signals, connection: nil, lockName: nil))
         }
         let context = "shield \"\(name)\""
+        let lock = try lockName(name, context)
+        let owner = try owner.spec(context)
         let connection = try global.connect(context)
-        let answer = try call(
-            connection, context, op: "shield", [("lock", .string(name)), ("owner", owner.spec()), ("on", .bool(on))])
-        if json { printLine(JSONValue.object([("depth", answer["depth"] ?? .null)]).serialized) }
+        let answer = try call(connection, context, .shield(lock: lock, owner: owner, on: on))
+        if json { printLine(JSONValue.object([("depth", answer.depth.map(JSONValue.int) ?? .null)]).serialized) }
     }
 }
 

@@ -13,10 +13,11 @@ struct Release: ParsableCommand {
 
     func run() throws {
         let context = "release \"\(name)\""
+        let lock = try lockName(name, context)
+        let owner = try owner.spec(context)
         let connection = try global.connect(context)
-        let answer = try call(
-            connection, context, op: "release", [("lock", .string(name)), ("owner", owner.spec()), ("all", .bool(all))])
-        if json { printLine(JSONValue.object([("count", answer["count"] ?? .null)]).serialized) }
+        let answer = try call(connection, context, .release(lock: lock, owner: owner, all: all))
+        if json { printLine(JSONValue.object([("count", answer.count.map(JSONValue.int) ?? .null)]).serialized) }
     }
 }
 
@@ -30,9 +31,13 @@ struct Renew: ParsableCommand {
 
     func run() throws {
         let context = "renew \"\(token)\""
+        guard Request.isValidToken(token) else {
+            printError("\(context) failed: a token is 1-255 bytes with no control characters")
+            throw ExitCode(Exit.invalid)
+        }
         let connection = try global.connect(context)
-        let answer = try call(connection, context, op: "renew", [("token", .string(token)), ("ttl", .double(ttl))])
-        if json { printLine(JSONValue.object([("expires", answer["expires"] ?? .null)]).serialized) }
+        let answer = try call(connection, context, .renew(token: token, ttl: ttl))
+        if json { printLine(JSONValue.object([("expires", answer.expires.map(JSONValue.string) ?? .null)]).serialized) }
     }
 }
 
@@ -47,14 +52,14 @@ struct Break: ParsableCommand {
 
     func run() throws {
         let context = "break \"\(name)\""
+        let lock = try lockName(name, context)
         let connection = try global.connect(context)
-        let answer = try call(connection, context, op: "break", [("lock", .string(name))])
-        let released = answer["released"] ?? .null
-        let deferred = answer["deferred"] ?? .null
+        let broken = try call(connection, context, .breakLock(lock: lock)).broken ?? (0, 0)
         if json {
-            printLine(JSONValue.object([("released", released), ("deferred", deferred)]).serialized)
+            printLine(
+                JSONValue.object([("released", .int(broken.released)), ("deferred", .int(broken.deferred))]).serialized)
         } else {
-            printLine("released \(released.serialized), deferred \(deferred.serialized)")
+            printLine("released \(broken.released), deferred \(broken.deferred)")
         }
     }
 }

@@ -11,9 +11,9 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let context = name.map { "status \"\($0)\"" } ?? "status"
+        let lock = try name.map { (raw) throws(ExitCode) in try lockName(raw, context) }
         let connection = try global.connect(context)
-        let answer = try call(connection, context, op: "status", name.map { [("lock", .string($0))] } ?? [])
-        let locks = answer["locks"] ?? .array([])
+        let locks = JSONValue.array(try call(connection, context, .status(lock: lock)).locks ?? [])
         if json {
             printLine(JSONValue.object([("locks", locks)]).serialized)
             return

@@ -115,15 +115,14 @@ extension LockdStress {
             process.standardError = log
             try process.run()
             for _ in 0..<500 {
-                if (try? LockConnection(path: socket).call(op: "ping", timeout: 1)) != nil { return process }
+                if (try? LockConnection(path: socket).call(.ping, timeout: 1)) != nil { return process }
                 usleep(10_000)
             }
             throw ValidationError("lockd did not start; see \(directory)/lockd.log")
         }
 
         private func remainingHolds(socket: String) throws -> [String] {
-            let answer = try LockConnection(path: socket).call(op: "status", timeout: 10)
-            guard case .array(let locks)? = answer["locks"] else { return [] }
+            let locks = try LockConnection(path: socket).call(.status(lock: nil), timeout: 10).locks ?? []
             return locks.flatMap { lock -> [String] in
                 guard case .array(let holders)? = lock["holders"] else { return [] }
                 return holders.map { "\(lock["name"]?.string ?? "?") held by \($0["owner"]?.serialized ?? "?")" }

@@ -24,9 +24,9 @@ struct StressWorker {
 
     /// A pid or token hold whose release has not been answered: after a reconnect it must still
     /// be there, since lockd promised to keep it across its restarts.
-    private var inFlight: (lock: String, fence: UInt64, owner: JSONValue, name: String)?
+    private var inFlight: (lock: LockName, fence: UInt64, owner: OwnerSpec, name: String)?
     /// An acquire sent without an answer: whether it was granted is unknown.
-    private var uncertain: (lock: String, owner: JSONValue)?
+    private var uncertain: (lock: LockName, owner: OwnerSpec)?
 
     mutating func run() -> Never {
         var connection = connect()
@@ -37,7 +37,7 @@ struct StressWorker {
             } catch {
                 connection = connect()
             }
-            while connection.takeBacklog() != nil {}  // revoked events: the checker uses break records
+            while connection.takeRawBacklog() != nil {}  // revoked events: the checker uses break records
         }
     }
 
@@ -48,66 +48,62 @@ struct StressWorker {
             try release(held.lock, fence: held.fence, owner: held.owner, name: held.name, on: connection)
         }
         if let (lock, owner) = uncertain {
-            _ = try connection.call(
-                op: "release", [("lock", .string(lock)), ("owner", owner), ("all", true)], timeout: 10)
+            _ = try connection.call(.release(lock: lock, owner: owner, all: true), timeout: 10)
             uncertain = nil
         }
     }
 
     private mutating func release(
-        _ lock: String, fence: UInt64, owner: JSONValue, name: String, on connection: LockConnection
+        _ lock: LockName, fence: UInt64, owner: OwnerSpec, name: String, on connection: LockConnection
     ) throws(ClientError) {
-        record(.init(time: now(), kind: .releaseSent, lock: lock, fence: fence, owner: name))
-        let released = try connection.call(
-            op: "release", [("lock", .string(lock)), ("owner", owner), ("all", true)], timeout: 10)
+        record(.init(time: now(), kind: .releaseSent, lock: lock.rawValue, fence: fence, owner: name))
+        let released = try connection.call(.release(lock: lock, owner: owner, all: true), timeout: 10)
         inFlight = nil
-        if released["ok"]?.bool == true {
-            record(.init(time: now(), kind: .released, lock: lock, fence: fence, owner: name))
+        if let error = released.error {
+            record(
+                .init(
+                    time: now(), kind: .releaseFailed, lock: lock.rawValue, fence: fence, owner: name,
+                    detail: error.code.description))
         } else {
-            let code = released["error"]?["code"]?.string ?? "?"
-            record(.init(time: now(), kind: .releaseFailed, lock: lock, fence: fence, owner: name, detail: code))
+            record(.init(time: now(), kind: .released, lock: lock.rawValue, fence: fence, owner: name))
         }
     }
 
     private mutating func cycle(on connection: LockConnection) throws(ClientError) {
-        let lock = "hot-\(random.next(below: locks))"
+        let lock = LockName("hot-\(random.next(below: locks))")!
         let roll = random.next(below: 100)
         if roll < 8 {
-            record(.init(time: now(), kind: .breakSent, lock: lock))
-            let answer = try connection.call(op: "break", [("lock", .string(lock))], timeout: 10)
-            let detail =
-                "\(answer["released"]?.number.map { Int($0) } ?? -1)/\(answer["deferred"]?.number.map { Int($0) } ?? -1)"
-            record(.init(time: now(), kind: .breakDone, lock: lock, detail: detail))
+            record(.init(time: now(), kind: .breakSent, lock: lock.rawValue))
+            let broken = try connection.call(.breakLock(lock: lock), timeout: 10).broken
+            let detail = "\(broken?.released ?? -1)/\(broken?.deferred ?? -1)"
+            record(.init(time: now(), kind: .breakDone, lock: lock.rawValue, detail: detail))
             return
         }
-        let (owner, ownerName): (JSONValue, String) =
+        let (owner, ownerName): (OwnerSpec, String) =
             switch random.next(below: 3) {
-            case 0: (.string("session"), "session")
-            case 1: (.object([("pid", .int(Int64(getpid())))]), "pid:\(getpid())")
-            default: (.object([("token", .string("w\(id)")), ("ttl", .double(ttl))]), "token:w\(id)")
+            case 0: (.session, "session")
+            case 1: (.pid(getpid()), "pid:\(getpid())")
+            default: (.token("w\(id)", ttl: ttl), "token:w\(id)")
             }
         let wait = Double(random.next(below: 300)) / 1000
-        record(.init(time: now(), kind: .acquireSent, lock: lock, owner: ownerName, detail: "\(ttl)"))
+        record(.init(time: now(), kind: .acquireSent, lock: lock.rawValue, owner: ownerName, detail: "\(ttl)"))
         let durable = ownerName != "session"
         if durable { uncertain = (lock, owner) }
-        let answer = try connection.call(
-            op: "acquire", [("lock", .string(lock)), ("owner", owner), ("wait", .double(wait))], timeout: 30)
+        let answer = try connection.call(.acquire(lock: lock, mode: .exclusive, wait: wait, owner: owner), timeout: 30)
         uncertain = nil
-        guard answer["ok"]?.bool == true, case .int(let fence)? = answer["fence"] else { return }
-        record(.init(time: now(), kind: .granted, lock: lock, fence: UInt64(fence), owner: ownerName))
-        if durable { inFlight = (lock, UInt64(fence), owner, ownerName) }
+        guard let fence = answer.grant?.fence else { return }
+        record(.init(time: now(), kind: .granted, lock: lock.rawValue, fence: fence, owner: ownerName))
+        if durable { inFlight = (lock, fence, owner, ownerName) }
         let shielded = roll < 20
         if shielded {
-            _ = try connection.call(
-                op: "shield", [("lock", .string(lock)), ("owner", owner), ("on", true)], timeout: 10)
-            record(.init(time: now(), kind: .shield, lock: lock, fence: UInt64(fence), owner: ownerName))
+            _ = try connection.call(.shield(lock: lock, owner: owner, on: true), timeout: 10)
+            record(.init(time: now(), kind: .shield, lock: lock.rawValue, fence: fence, owner: ownerName))
         }
         usleep(UInt32(random.next(below: 20_000)))
         if shielded {
-            _ = try connection.call(
-                op: "shield", [("lock", .string(lock)), ("owner", owner), ("on", false)], timeout: 10)
+            _ = try connection.call(.shield(lock: lock, owner: owner, on: false), timeout: 10)
         }
-        try release(lock, fence: UInt64(fence), owner: owner, name: ownerName, on: connection)
+        try release(lock, fence: fence, owner: owner, name: ownerName, on: connection)
     }
 
     private func connect() -> LockConnection {

@@ -86,6 +86,7 @@ struct SystemdTests {
         let scratch = try scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let journal = try DatagramListener(path: scratch + "/socket")
+        journal.drainInBackground()
         // A private mount namespace puts our listener where sd_journal_sendv looks for journald.
         let daemon = try Daemon(arguments: explicit ? ["--log", "journal"] : []) { socket, lockd in
             // systemd's way of saying "stderr is the journal": device:inode of that stream, here

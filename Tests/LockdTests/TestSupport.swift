@@ -187,6 +187,19 @@ func waitExit(_ process: some RunningProcess, timeout: Double = 10) -> Int32? {
 }
 
 extension LockConnection {
+    /// Sends a request built by hand (tests also send what no typed request can say); returns its id.
+    @discardableResult
+    func send(op: String, _ fields: [(key: String, value: JSONValue)] = []) throws -> RequestID {
+        let id = nextRequestID()
+        try send(.object([("id", id.json), ("op", .string(op))] + fields))
+        return id
+    }
+
+    /// Sends a request built by hand and returns the answer line.
+    func call(op: String, _ fields: [(key: String, value: JSONValue)] = [], timeout: Double = 5) throws -> JSONValue {
+        try response(to: send(op: op, fields), timeout: timeout)
+    }
+
     /// Sends a request and returns the answer, failing the test on a transport error.
     func ask(_ op: String, _ fields: [(key: String, value: JSONValue)] = []) throws -> JSONValue {
         try call(op: op, fields, timeout: 5)
@@ -206,8 +219,8 @@ extension LockConnection {
 
     /// Reads the next pushed or answered message (bounded).
     func next(timeout: Double = 5) throws -> JSONValue? {
-        if !backlog.isEmpty { return takeBacklog() }
-        return try readMessage(timeout: timeout)
+        if !backlog.isEmpty { return takeRawBacklog() }
+        return try readJSON(timeout: timeout)
     }
 }
 
@@ -218,7 +231,9 @@ extension JSONValue {
 }
 
 /// A Unix datagram socket a test binds in place of systemd's notify socket or the journal's.
-final class DatagramListener {
+/// `@unchecked Sendable`: the background reader shares only `fd` (immutable) and the queue, which
+/// `drained` guards.
+final class DatagramListener: @unchecked Sendable {
     let path: String
     private let fd: Int32
 
@@ -236,8 +251,42 @@ final class DatagramListener {
         unlink(path)
     }
 
+    /// Datagrams a background reader took off the socket (see ``drainInBackground()``).
+    private let drained = NSCondition()
+    private var queued: [[UInt8]] = []
+    private var draining = false
+
+    /// Reads datagrams as they come, as journald does: a listener that only reads when the
+    /// test looks would fill the socket's queue (net.unix.max_dgram_qlen, 10 here) and block the
+    /// sender.
+    func drainInBackground() {
+        draining = true
+        let thread = Thread { [weak self] in
+            while let self {
+                var poller = pollfd(fd: self.fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&poller, 1, 100) >= 0 else { return }
+                guard poller.revents & Int16(POLLIN) != 0 else { continue }
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                let count = buffer.withUnsafeMutableBytes { recv(self.fd, $0.baseAddress, $0.count, 0) }
+                guard count >= 0 else { return }
+                self.drained.lock()
+                self.queued.append(Array(buffer[..<count]))
+                self.drained.signal()
+                self.drained.unlock()
+            }
+        }
+        thread.start()
+    }
+
     /// The next datagram, or nil when none arrives within `timeout` seconds.
     func receive(timeout: Double) -> [UInt8]? {
+        if draining {
+            drained.lock()
+            defer { drained.unlock() }
+            let deadline = Date().addingTimeInterval(timeout)
+            while queued.isEmpty, drained.wait(until: deadline) {}
+            return queued.isEmpty ? nil : queued.removeFirst()
+        }
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&poller, 1, Int32(timeout * 1000)) == 1 else { return nil }
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -28,8 +28,8 @@ enum SocketPreparation {
             }
             return true
         }
-        if let answer = try? connection.call(op: "hello", timeout: 1),
-            answer["server"]?.string?.hasPrefix("lockd") == true
+        if let answer = try? connection.call(.hello, timeout: 1),
+            answer.fields["server"]?.string?.hasPrefix("lockd") == true
         {
             throw Refusal(description: "another lockd is already serving \(path)")
         }

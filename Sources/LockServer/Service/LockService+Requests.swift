@@ -13,9 +13,10 @@ extension LockService {
             connections.send(Response.error(error.id, error.error), to: session)
             return
         }
-        if logger.logLevel <= .trace {
-            // A crash leaves this line as its last trace (docs/operations.md).
-            logger.trace("request", metadata: ["session": "\(session.id)", "request": "\(request.operation)"])
+        if logger.logLevel <= .debug {
+            // Written before the request is handled: a crash leaves it as its last trace
+            // (docs/operations.md).
+            logger.debug("request", metadata: ["session": "\(session.id)", "request": "\(request.operation)"])
         }
         do {
             // Effects first (``mutate(_:)`` performs them): a cancelled acquire answers before the
