@@ -41,6 +41,14 @@ struct AccessPolicy: Equatable, Sendable {
         var status: Principals?
         var breakLock: Principals?
 
+        /// For logs: the glob and who may do what, e.g. `deploy/* (acquire: uids [1000])`.
+        var summary: String {
+            let actions = [("acquire", acquire), ("status", status), ("break", breakLock)].compactMap { name, who in
+                who.map { "\(name): \($0.summary)" }
+            }
+            return "\(locks) (\(actions.joined(separator: "; ")))"
+        }
+
         func principals(for action: Action) -> Principals? {
             switch action {
             case .acquire: acquire

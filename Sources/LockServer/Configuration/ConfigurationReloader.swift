@@ -41,10 +41,7 @@ struct ConfigurationReloader: Service, CustomStringConvertible {
             logLevel.level = loaded.logLevel
             let service = server.service
             try? await service.eventLoop.submit { service.value.apply(loaded) }.get()
-            current.limits = loaded.limits
-            current.access = loaded.access
-            current.shutdownGrace = loaded.shutdownGrace
-            current.logLevel = loaded.logLevel
+            current.reload(from: loaded)
         }
     }
 }
@@ -72,45 +69,27 @@ struct ConfigurationOverrides: Sendable {
 
 /// The differences between two configurations, as lines for the log.
 struct ConfigurationChanges {
+    /// `key: old -> new` for each changed key a reload applies.
     var applied: [String] = []
+    /// Each changed key that waits for the next start.
     var needingRestart: [String] = []
 
     init(from old: LockdConfiguration, to new: LockdConfiguration) {
-        func note<Value: Equatable>(_ name: String, _ before: Value, _ after: Value, restart: Bool = false) {
-            guard before != after else { return }
-            if restart {
-                needingRestart.append(name)
+        for key in ConfigurationKey.all {
+            let (before, after) = (key.show(old), key.show(new))
+            guard before != after else { continue }
+            if key.appliesOnReload {
+                applied.append("\(key.path): \(before) -> \(after)")
             } else {
-                applied.append("\(name): \(Self.show(before)) -> \(Self.show(after))")
+                needingRestart.append(key.path)
             }
         }
-        note("socket.path", old.socketPath, new.socketPath, restart: true)
-        note("socket.mode", old.socketMode, new.socketMode, restart: true)
-        note("state.directory", old.stateDirectory, new.stateDirectory, restart: true)
-        note("log.target", old.logTarget, new.logTarget, restart: true)
-        note("log.level", old.logLevel, new.logLevel)
-        note("shutdown.grace", old.shutdownGrace, new.shutdownGrace)
-        note("limits.max_line_bytes", old.limits.maxLineBytes, new.limits.maxLineBytes)
-        note("limits.max_clients", old.limits.maxClients, new.limits.maxClients)
-        note("limits.default_wait", old.limits.defaultWait, new.limits.defaultWait)
-        note("limits.max_wait", old.limits.maxWait, new.limits.maxWait)
-        note("limits.default_ttl", old.limits.defaultTTL, new.limits.defaultTTL)
-        note("limits.max_ttl", old.limits.maxTTL, new.limits.maxTTL)
-        note(
-            "limits.max_pending_per_connection", old.limits.maxPendingPerConnection, new.limits.maxPendingPerConnection)
-        note("limits.max_holds_per_uid", old.limits.maxHoldsPerUID, new.limits.maxHoldsPerUID)
-        note("limits.max_waiters_per_uid", old.limits.maxWaitersPerUID, new.limits.maxWaitersPerUID)
-        note("limits.max_name_bytes", old.limits.maxNameBytes, new.limits.maxNameBytes)
-        note("limits.max_output_bytes", old.limits.maxOutputBytes, new.limits.maxOutputBytes)
-        note("limits.write_timeout", old.limits.writeTimeout, new.limits.writeTimeout)
-        note("limits.line_timeout", old.limits.lineTimeout, new.limits.lineTimeout)
-        if old.access != new.access {
-            applied.append("access: \(new.access.rules.count) rule(s), break by \(new.access.breakers.summary)")
-        }
     }
+}
 
-    private static func show(_ value: some Equatable) -> String {
-        if let optional = value as? Double? { return optional.map { "\($0)" } ?? "inf" }
-        return "\(value)"
+extension LockdConfiguration {
+    /// Takes from `new` every setting a reload applies; the others keep their value.
+    mutating func reload(from new: LockdConfiguration) {
+        for key in ConfigurationKey.all where key.appliesOnReload { key.transfer(&self, new) }
     }
 }

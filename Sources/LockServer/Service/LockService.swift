@@ -264,10 +264,7 @@ final class LockService {
     /// Takes a reloaded configuration: limits, waits, leases and the grace apply from the next
     /// request (the line limit from the next line); the socket needs a restart.
     func apply(_ new: LockdConfiguration) {
-        configuration.limits = new.limits
-        configuration.access = new.access
-        configuration.shutdownGrace = new.shutdownGrace
-        configuration.logLevel = new.logLevel
+        configuration.reload(from: new)
         reporter.changed()
     }
 

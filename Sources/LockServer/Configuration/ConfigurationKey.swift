@@ -1,0 +1,185 @@
+import Logging
+import TOMLKit
+
+/// One key of lockd.toml: where it lives, how it is read and checked, what a reload does with
+/// it, and how it shows in the log. ``all`` is the one table that drives parsing
+/// (``ConfigurationFile``), reloads (``ConfigurationChanges``, ``LockService/apply(_:)``) and the
+/// documentation check (every key is in config/lockd.toml and docs/configuration.md).
+struct ConfigurationKey: Sendable {
+    typealias Parse =
+        @Sendable (inout ConfigurationFile.Reader, any TOMLValueConvertible, inout LockdConfiguration)
+        throws(ConfigurationError) -> Void
+
+    /// The table, e.g. `limits`.
+    let section: String
+    /// The key in its table, e.g. `max_clients`.
+    let name: String
+    /// Whether a reload applies a new value at once; otherwise it waits for the next start.
+    let appliesOnReload: Bool
+    let parse: Parse
+    /// The value as the log shows it.
+    let show: @Sendable (LockdConfiguration) -> String
+    /// Copies this key's value from the second configuration into the first.
+    let transfer: @Sendable (inout LockdConfiguration, LockdConfiguration) -> Void
+
+    /// `section.name`, as the log and the documents write it.
+    var path: String { "\(section).\(name)" }
+
+    private init<Value: Equatable & Sendable>(
+        _ section: String, _ name: String, _ keyPath: any WritableKeyPath<LockdConfiguration, Value> & Sendable,
+        reload: Bool, show: @escaping @Sendable (Value) -> String = { "\($0)" }, parse: @escaping Parse
+    ) {
+        self.section = section
+        self.name = name
+        self.appliesOnReload = reload
+        self.parse = parse
+        self.show = { show($0[keyPath: keyPath]) }
+        self.transfer = { $0[keyPath: keyPath] = $1[keyPath: keyPath] }
+    }
+
+    /// Seconds, with `nil` shown as `inf`.
+    private static func seconds(_ value: Double?) -> String { value.map { "\($0)" } ?? "inf" }
+
+    static let all: [ConfigurationKey] = [
+        ConfigurationKey("socket", "path", \.socketPath, reload: false, show: { $0 ?? "(default)" }) {
+            reader, value, configuration throws(ConfigurationError) in
+            let path = try reader.string(value)
+            guard path.hasPrefix("/") else { throw reader.error("must be an absolute path") }
+            configuration.socketPath = path
+        },
+        ConfigurationKey("socket", "mode", \.socketMode, reload: false, show: { "0o" + String($0, radix: 8) }) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.socketMode = UInt32(try reader.integer(value, in: 0...0o777, hint: "a mode such as 0o660"))
+        },
+        ConfigurationKey("shutdown", "grace", \.shutdownGrace, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            guard let grace = try reader.seconds(value, allowZero: true) else {
+                throw reader.error("must be a finite number of seconds")
+            }
+            configuration.shutdownGrace = grace
+        },
+        ConfigurationKey("limits", "max_line_bytes", \.limits.maxLineBytes, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxLineBytes = try reader.integer(value, in: 256...(64 << 20))
+        },
+        ConfigurationKey("limits", "max_clients", \.limits.maxClients, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxClients = try reader.integer(value, in: 1...1_000_000)
+        },
+        ConfigurationKey("limits", "default_wait", \.limits.defaultWait, reload: true, show: seconds) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.defaultWait = try reader.seconds(value, allowZero: true)
+        },
+        ConfigurationKey("limits", "max_wait", \.limits.maxWait, reload: true, show: seconds) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxWait = try reader.seconds(value, allowZero: true)
+        },
+        ConfigurationKey("limits", "default_ttl", \.limits.defaultTTL, reload: true, show: seconds) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.defaultTTL = try reader.seconds(value, allowZero: false)
+        },
+        ConfigurationKey("limits", "max_ttl", \.limits.maxTTL, reload: true, show: seconds) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxTTL = try reader.seconds(value, allowZero: false)
+        },
+        ConfigurationKey("limits", "max_pending_per_connection", \.limits.maxPendingPerConnection, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxPendingPerConnection = try reader.integer(value, in: 1...1_000_000)
+        },
+        ConfigurationKey("limits", "max_holds_per_uid", \.limits.maxHoldsPerUID, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxHoldsPerUID = try reader.integer(value, in: 1...100_000_000)
+        },
+        ConfigurationKey("limits", "max_waiters_per_uid", \.limits.maxWaitersPerUID, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxWaitersPerUID = try reader.integer(value, in: 1...100_000_000)
+        },
+        ConfigurationKey("limits", "max_name_bytes", \.limits.maxNameBytes, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxNameBytes = try reader.integer(value, in: 1...255)
+        },
+        ConfigurationKey("limits", "max_output_bytes", \.limits.maxOutputBytes, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.limits.maxOutputBytes = try reader.integer(value, in: 4096...(1 << 30))
+        },
+        ConfigurationKey("limits", "write_timeout", \.limits.writeTimeout, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            guard let seconds = try reader.seconds(value, allowZero: false) else {
+                throw reader.error("must be a finite number of seconds")
+            }
+            configuration.limits.writeTimeout = seconds
+        },
+        ConfigurationKey("limits", "line_timeout", \.limits.lineTimeout, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            guard let seconds = try reader.seconds(value, allowZero: false) else {
+                throw reader.error("must be a finite number of seconds")
+            }
+            configuration.limits.lineTimeout = seconds
+        },
+        ConfigurationKey("state", "directory", \.stateDirectory, reload: false, show: { $0 ?? "(default)" }) {
+            reader, value, configuration throws(ConfigurationError) in
+            let path = try reader.string(value)
+            guard path.isEmpty || path.hasPrefix("/") else {
+                throw reader.error("must be an absolute path (or \"\" to keep no state)")
+            }
+            configuration.stateDirectory = path
+        },
+        ConfigurationKey("access", "break", \.access.breakers, reload: true, show: \.summary) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.access.breakers = try reader.principals(value)
+        },
+        ConfigurationKey(
+            "access", "rule", \.access.rules, reload: true,
+            show: { "[" + $0.map(\.summary).joined(separator: ", ") + "]" }
+        ) {
+            reader, value, configuration throws(ConfigurationError) in
+            configuration.access.rules = try reader.rules(value)
+        },
+        ConfigurationKey("log", "level", \.logLevel, reload: true) {
+            reader, value, configuration throws(ConfigurationError) in
+            let name = try reader.string(value)
+            guard let level = Logger.Level(rawValue: name) else {
+                throw reader.error("unknown level \"\(name)\" (\(Logger.Level.allCases.map(\.rawValue)))")
+            }
+            configuration.logLevel = level
+        },
+        ConfigurationKey("log", "target", \.logTarget, reload: false) {
+            reader, value, configuration throws(ConfigurationError) in
+            let name = try reader.string(value)
+            guard let target = LockdConfiguration.LogTarget(rawValue: name) else {
+                throw reader.error(
+                    "unknown target \"\(name)\" (\(LockdConfiguration.LogTarget.allCases.map(\.rawValue)))")
+            }
+            configuration.logTarget = target
+        },
+    ]
+}
+
+extension ConfigurationFile.Reader {
+    /// `[[access.rule]]` tables.
+    mutating func rules(_ value: any TOMLValueConvertible) throws(ConfigurationError) -> [AccessPolicy.Rule] {
+        guard let array = value.array else { throw error("must be [[access.rule]] tables") }
+        var rules: [AccessPolicy.Rule] = []
+        for index in 0..<array.count {
+            guard let table = array[index].table else { throw error("must be [[access.rule]] tables") }
+            var rule = AccessPolicy.Rule(locks: "")
+            section = "access.rule"
+            occurrence = index
+            for key in table.keys {
+                self.key = key
+                let item = table[key]!
+                switch key {
+                case "locks": rule.locks = try string(item)
+                case "acquire": rule.acquire = try principals(item)
+                case "status": rule.status = try principals(item)
+                case "break": rule.breakLock = try principals(item)
+                default: throw error("unknown key (known: [\"acquire\", \"break\", \"locks\", \"status\"])")
+                }
+            }
+            self.key = "locks"
+            guard !rule.locks.isEmpty else { throw error("every rule needs a \"locks\" glob") }
+            rules.append(rule)
+        }
+        return rules
+    }
+}
