@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -17,18 +18,6 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
-
-int lockd_peer_credentials(int fd, lockd_ucred *out) {
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        return -1;
-    }
-    out->pid = cred.pid;
-    out->uid = cred.uid;
-    out->gid = cred.gid;
-    return 0;
-}
 
 pid_t lockd_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
@@ -59,12 +48,6 @@ int lockd_signalfd_for_termination(int quit) {
         return -1;
     }
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-}
-
-void lockd_unblock_termination_signals(void) {
-    sigset_t set;
-    termination_set(&set, 1);
-    sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int lockd_signalfd_read(int fd, pid_t *sender_pid, int *code) {
@@ -162,4 +145,11 @@ void lockd_reclaim_tty(int tty) {
     void (*previous)(int) = signal(SIGTTOU, SIG_IGN);
     tcsetpgrp(tty, getpgrp());
     signal(SIGTTOU, previous);
+}
+
+void lockd_raise_file_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    limit.rlim_cur = limit.rlim_max < (1 << 20) ? limit.rlim_max : (1 << 20);
+    setrlimit(RLIMIT_NOFILE, &limit);
 }

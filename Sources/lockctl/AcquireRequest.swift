@@ -64,7 +64,7 @@ private func cancel(_ connection: LockConnection, request: RequestID, name: Lock
     }
 }
 
-struct Acquire: ParsableCommand {
+struct Acquire: DaemonCommand {
     static let configuration = CommandConfiguration(
         commandName: "acquire",
         abstract: "Acquire a lock for the calling shell (re-entrant; released when the shell exits).")
@@ -75,6 +75,7 @@ struct Acquire: ParsableCommand {
     @Option(help: "Lease in seconds for a --token owner.") var ttl: Double?
     @Flag(help: "Print the grant (lock, mode, count, fence) as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
 
     func validate() throws {
         if owner.token != nil, ttl == nil { throw ValidationError("--token needs --ttl SECONDS") }
@@ -86,7 +87,7 @@ struct Acquire: ParsableCommand {
         let context = "acquire \"\(name)\""
         let lock = try lockName(name, context)
         let owner = try owner.spec(ttl: ttl, context)
-        let connection = try global.connect(context)
+        let connection = try connect(context)
         let grant = try acquireInterruptibly(connection, name: lock, owner: owner, wait: waitOptions, signals: signals)
         if json { printLine(JSONValue.object(Response.grant(grant)).serialized) }
     }

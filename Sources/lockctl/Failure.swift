@@ -67,10 +67,17 @@ func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
     return name
 }
 
-extension GlobalOptions {
+/// A subcommand that talks to lockd. `--socket` may stand before the subcommand (lockctl's own
+/// option, read through `@ParentCommand`) or after it (the subcommand's); the latter wins.
+protocol DaemonCommand: ParsableCommand {
+    var global: GlobalOptions { get }
+    var lockctl: LockCtl { get }
+}
+
+extension DaemonCommand {
     func connect(_ context: String) throws(ExitCode) -> LockConnection {
         do {
-            return try LockConnection(path: SocketPath.resolve(socket))
+            return try LockConnection(path: SocketPath.resolve(global.socket ?? lockctl.global.socket))
         } catch {
             throw fail(context, error)
         }

@@ -16,28 +16,7 @@ struct LockCtl: ParsableCommand {
             Acquire.self, Release.self, Renew.self, Run.self, Shield.self, Status.self, Break.self,
         ])
 
-    /// Accepts global options before the subcommand too (`lockctl --socket S acquire x`) by moving
-    /// them behind the subcommand name, where argument-parser reads them.
-    static func main() {
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        var hoisted: [String] = []
-        while let first = arguments.first, first.hasPrefix("-"), first != "--" {
-            if first == "--socket", arguments.count > 1 {
-                hoisted += arguments.prefix(2)
-                arguments.removeFirst(2)
-            } else if first.hasPrefix("--socket=") {
-                hoisted.append(arguments.removeFirst())
-            } else {
-                break
-            }
-        }
-        if !hoisted.isEmpty, !arguments.isEmpty {
-            arguments.insert(contentsOf: hoisted, at: 1)
-        } else {
-            arguments = hoisted + arguments
-        }
-        main(arguments)
-    }
+    @OptionGroup var global: GlobalOptions
 }
 
 /// Options every command accepts.

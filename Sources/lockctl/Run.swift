@@ -3,7 +3,7 @@ import Glibc
 import LockClient
 import LockProtocol
 
-struct Run: ParsableCommand {
+struct Run: DaemonCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Hold a lock while a command runs; exit with the command's status.")
@@ -13,6 +13,7 @@ struct Run: ParsableCommand {
     @Flag(help: "Shield the command: hold back SIGINT/SIGTERM/SIGHUP, break and daemon stop until it ends.")
     var shield = false
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -24,7 +25,7 @@ struct Run: ParsableCommand {
         let signals = TerminationSignals()
         let context = "run \"\(name)\""
         let lock = try lockName(name, context)
-        let connection = try global.connect(context)
+        let connection = try connect(context)
         // The hold belongs to this connection: if lockctl dies, the hold goes, and CMD with it.
         _ = try acquireInterruptibly(connection, name: lock, owner: .session, wait: waitOptions, signals: signals)
         if shield {
@@ -39,7 +40,7 @@ struct Run: ParsableCommand {
     }
 }
 
-struct Shield: ParsableCommand {
+struct Shield: DaemonCommand {
     static let configuration = CommandConfiguration(
         commandName: "shield",
         abstract: "Run a command with SIGINT/SIGTERM/SIGHUP held back until it ends (no daemon needed), "
@@ -51,6 +52,7 @@ struct Shield: ParsableCommand {
     @OptionGroup var owner: OwnerOptions
     @Flag(help: "Print the daemon's answer as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -74,7 +76,7 @@ struct Shield: ParsableCommand {
         let context = "shield \"\(name)\""
         let lock = try lockName(name, context)
         let owner = try owner.spec(context)
-        let connection = try global.connect(context)
+        let connection = try connect(context)
         let answer = try call(connection, context, .shield(lock: lock, owner: owner, on: on))
         if json { printLine(JSONValue.object([("depth", answer.depth.map(JSONValue.int) ?? .null)]).serialized) }
     }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import LockProtocol
 
-struct Release: ParsableCommand {
+struct Release: DaemonCommand {
     static let configuration = CommandConfiguration(
         commandName: "release", abstract: "Release one count of a hold (or all of it).")
 
@@ -10,24 +10,26 @@ struct Release: ParsableCommand {
     @OptionGroup var owner: OwnerOptions
     @Flag(help: "Print the daemon's answer as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
 
     func run() throws {
         let context = "release \"\(name)\""
         let lock = try lockName(name, context)
         let owner = try owner.spec(context)
-        let connection = try global.connect(context)
+        let connection = try connect(context)
         let answer = try call(connection, context, .release(lock: lock, owner: owner, all: all))
         if json { printLine(JSONValue.object([("count", answer.count.map(JSONValue.int) ?? .null)]).serialized) }
     }
 }
 
-struct Renew: ParsableCommand {
+struct Renew: DaemonCommand {
     static let configuration = CommandConfiguration(commandName: "renew", abstract: "Renew a token's lease.")
 
     @Option(help: "The token.") var token: String
     @Option(help: "New lease in seconds.") var ttl: Double
     @Flag(help: "Print the daemon's answer as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
 
     func run() throws {
         let context = "renew \"\(token)\""
@@ -35,13 +37,13 @@ struct Renew: ParsableCommand {
             printError("\(context) failed: a token is 1-255 bytes with no control characters")
             throw ExitCode(Exit.invalid)
         }
-        let connection = try global.connect(context)
+        let connection = try connect(context)
         let answer = try call(connection, context, .renew(token: token, ttl: ttl))
         if json { printLine(JSONValue.object([("expires", answer.expires.map(JSONValue.string) ?? .null)]).serialized) }
     }
 }
 
-struct Break: ParsableCommand {
+struct Break: DaemonCommand {
     static let configuration = CommandConfiguration(
         commandName: "break",
         abstract: "Take a lock away from its holders (shielded holders lose it when their shield closes).")
@@ -49,11 +51,12 @@ struct Break: ParsableCommand {
     @Argument(help: "Lock name.") var name: String
     @Flag(help: "Print the daemon's answer as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
 
     func run() throws {
         let context = "break \"\(name)\""
         let lock = try lockName(name, context)
-        let connection = try global.connect(context)
+        let connection = try connect(context)
         let broken = try call(connection, context, .breakLock(lock: lock)).broken ?? (0, 0)
         if json {
             printLine(

@@ -1,18 +1,19 @@
 import ArgumentParser
 import LockProtocol
 
-struct Status: ParsableCommand {
+struct Status: DaemonCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show who holds and who waits for locks.")
 
     @Argument(help: "Only this lock.") var name: String?
     @Flag(help: "Print the protocol's JSON answer.") var json = false
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
 
     func run() throws {
         let context = name.map { "status \"\($0)\"" } ?? "status"
         let lock = try name.map { (raw) throws(ExitCode) in try lockName(raw, context) }
-        let connection = try global.connect(context)
+        let connection = try connect(context)
         let locks = JSONValue.array(try call(connection, context, .status(lock: lock)).locks ?? [])
         if json {
             printLine(JSONValue.object([("locks", locks)]).serialized)

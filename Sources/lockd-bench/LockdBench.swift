@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLockSupport
 import Foundation
 import LockClient
 
@@ -19,7 +20,7 @@ struct LockdBench: ParsableCommand {
     @Option(help: "Runs of each command in the shell step (0 skips it).") var shellRuns = 200
 
     func run() throws {
-        raiseFileLimit()
+        lockd_raise_file_limit()
         // A server that closes on us must give EPIPE, not end the benchmark.
         signal(SIGPIPE, SIG_IGN)
         let counts = clients.split(separator: ",").compactMap { Int($0) }

@@ -119,11 +119,3 @@ enum ScaleAndShell {
         return times[times.count / 2]
     }
 }
-
-/// Lets the benchmark hold 10k connections: the soft descriptor limit goes up to the hard one.
-func raiseFileLimit() {
-    var limit = rlimit()
-    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
-    limit.rlim_cur = limit.rlim_max
-    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-}

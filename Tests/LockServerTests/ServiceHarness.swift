@@ -29,10 +29,8 @@ final class ServiceHarness {
         processes.spawn(pid, parent: 1, uid: uid)
         let channel = EmbeddedChannel(loop: loop)
         let service = self.service
-        try channel.pipeline.syncOperations.addHandlers([
-            ByteToMessageHandler(LineFrameDecoder { service.configuration.limits }),
-            ConnectionHandler(service: service, identity: ClientIdentity(pid: pid, uid: uid, gid: uid)),
-        ])
+        let identity = ClientIdentity(pid: pid, uid: uid, gid: uid)
+        try channel.pipeline.syncOperations.addHandlers(ConnectionHandler.handlers(for: service, identity: identity))
         channel.connect(to: try SocketAddress(unixDomainSocketPath: "/test"), promise: nil)
         loop.run()
         return channel

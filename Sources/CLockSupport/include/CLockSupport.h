@@ -11,9 +11,6 @@ typedef struct {
     gid_t gid;
 } lockd_ucred;
 
-/// Reads SO_PEERCRED of a connected Unix socket. Returns 0 or -1 with errno set.
-int lockd_peer_credentials(int fd, lockd_ucred *out);
-
 /// pidfd_open(2): glibc here has no wrapper and Swift cannot call the variadic syscall(2).
 int lockd_pidfd_open(pid_t pid);
 
@@ -53,7 +50,8 @@ int lockd_signalfd_for_termination(int quit);
 /// error; `sender_pid` and `code` receive ssi_pid and ssi_code.
 int lockd_signalfd_read(int fd, pid_t *sender_pid, int *code);
 
-/// Restores the signal mask blocked by lockd_signalfd_for_termination.
-void lockd_unblock_termination_signals(void);
+/// Raises the soft limit on open files to the hard one (at most 2^20): every client is a
+/// descriptor, and systemd advises it for programs that do not use select(2).
+void lockd_raise_file_limit(void);
 
 #endif

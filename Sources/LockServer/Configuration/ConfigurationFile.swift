@@ -25,17 +25,11 @@ enum ConfigurationFile {
     /// command line); the default file may be absent, and then the defaults apply.
     static func load(_ path: String, required: Bool) throws(ConfigurationError) -> LockdConfiguration {
         guard access(path, F_OK) == 0 || required else { return LockdConfiguration() }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ConfigurationError(file: path, message: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { break }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { throw ConfigurationError(file: path, message: String(cString: strerror(errno))) }
-            bytes += chunk[..<count]
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.contents(of: path)
+        } catch {
+            throw ConfigurationError(file: path, message: "\(error)")
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigurationError(file: path, message: "not UTF-8 text")

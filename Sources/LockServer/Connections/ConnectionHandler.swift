@@ -13,6 +13,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var session: Session?
     private var stalled: Scheduled<Void>?
 
+    /// The handlers of one connection, in pipeline order: back-pressure, line framing, this.
+    static func handlers(for service: LockService, identity: ClientIdentity? = nil) -> [any ChannelHandler] {
+        let decoder = LineFrameDecoder { service.configuration.limits }
+        return [
+            BackPressureHandler(), ByteToMessageHandler(decoder),
+            ConnectionHandler(service: service, identity: identity),
+        ]
+    }
+
     /// The peer's credentials when the channel cannot tell them (tests and the fuzzer).
     private let givenIdentity: ClientIdentity?
 
@@ -85,15 +94,14 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    /// Back-pressure: a client whose answers pile up (it does not read) is not read from either,
-    /// and is dropped when it stays so for `limits.write_timeout`.
+    /// A client whose answers pile up (it does not read) is not read from either (NIO's
+    /// `BackPressureHandler`, ahead in the pipeline), and is dropped when it stays so for
+    /// `limits.write_timeout`.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             stalled?.cancel()
             stalled = nil
-            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
         } else if stalled == nil {
-            context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
             let seconds = service.configuration.limits.writeTimeout
             stalled = context.eventLoop.assumeIsolated().scheduleTask(
                 in: .nanoseconds(Seconds.signedNanoseconds(seconds))

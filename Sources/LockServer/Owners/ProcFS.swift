@@ -65,13 +65,6 @@ enum ProcFS {
     }
 
     private static func read(_ path: String, limit: Int = 4096) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: limit)
-        let count = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, limit) }
-        guard count >= 0 else { return nil }
-        bytes.removeSubrange(count...)
-        return bytes
+        try? FileSystem.contents(of: path, limit: limit)
     }
 }

@@ -1,6 +1,7 @@
 import Glibc
 import LockCore
 import LockProtocol
+import SystemPackage
 
 /// lockd's state file: an append-only journal in the state directory, one record per line,
 /// `JSON<TAB>CRC-32 in hex`. A record replaces what an earlier one said about the same lock.
@@ -30,8 +31,8 @@ final class StateJournal {
     }
 
     let directory: String
-    private var fd: Int32
-    private let lockFD: Int32
+    private var fd: FileDescriptor
+    private let lockFD: FileDescriptor
     private var pending: [UInt8] = []
     /// The file's size, for deciding when to compact.
     private(set) var size = 0
@@ -41,30 +42,42 @@ final class StateJournal {
     /// Opens (creating) the journal in `directory` and reads it. Only one lockd may use a
     /// directory: a second one is refused, since two writers would corrupt the journal.
     static func open(directory: String) throws(Failure) -> (StateJournal, Contents) {
-        try makeDirectory(directory)
-        let lockFD = Glibc.open(directory + "/lockd.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lockFD >= 0 else { throw Failure(description: "cannot open \(directory)/lockd.lock: \(errnoText())") }
-        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
-            close(lockFD)
+        do {
+            try FileSystem.makeDirectories(directory, mode: 0o700)
+        } catch {
+            throw Failure(description: "cannot create \(directory): \(error)")
+        }
+        let lockFD = try Failure.io("open \(directory)/lockd.lock") {
+            try FileDescriptor.open(
+                directory + "/lockd.lock", .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+        }
+        guard flock(lockFD.rawValue, LOCK_EX | LOCK_NB) == 0 else {
+            try? lockFD.close()
             throw Failure(description: "another lockd uses the state directory \(directory)")
         }
         let path = directory + "/" + fileName
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Failure(description: "cannot open \(path): \(errnoText())") }
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(
+                path, .readWrite, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
+        } catch {
+            try? lockFD.close()
+            throw Failure(description: "cannot open \(path): \(error)")
+        }
         let journal = StateJournal(directory: directory, fd: fd, lockFD: lockFD)
         let contents = try journal.replay()
         return (journal, contents)
     }
 
-    private init(directory: String, fd: Int32, lockFD: Int32) {
+    private init(directory: String, fd: FileDescriptor, lockFD: FileDescriptor) {
         self.directory = directory
         self.fd = fd
         self.lockFD = lockFD
     }
 
     deinit {
-        close(fd)
-        close(lockFD)
+        try? fd.close()
+        try? lockFD.close()
     }
 
     /// Queues a record; ``sync()`` writes it.
@@ -82,10 +95,11 @@ final class StateJournal {
     /// Writes the queued records and waits until they are on disk.
     func sync() throws(Failure) {
         guard !pending.isEmpty else { return }
-        try writeAll(fd, pending, what: path)
-        guard fdatasync(fd) == 0 else { throw Failure(description: "fdatasync \(path): \(errnoText())") }
+        let (fd, pending) = (self.fd, self.pending)
+        _ = try Failure.io("write \(path)") { try fd.writeAll(pending) }
+        try Failure.check(fdatasync(fd.rawValue), "fdatasync \(path)")
         size += pending.count
-        pending.removeAll(keepingCapacity: true)
+        self.pending.removeAll(keepingCapacity: true)
     }
 
     /// Replaces the journal with `records` (a snapshot): written to a new file, synced, renamed
@@ -94,20 +108,22 @@ final class StateJournal {
         pending.removeAll()
         for record in records { append(record) }
         let temporary = path + ".new"
-        let newFD = Glibc.open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
-        guard newFD >= 0 else { throw Failure(description: "cannot create \(temporary): \(errnoText())") }
+        let newFD = try Failure.io("create \(temporary)") {
+            try FileDescriptor.open(
+                temporary, .readWrite, options: [.create, .truncate, .append, .closeOnExec],
+                permissions: [.ownerReadWrite])
+        }
         do throws(Failure) {
-            try writeAll(newFD, pending, what: temporary)
-            guard fsync(newFD) == 0 else { throw Failure(description: "fsync \(temporary): \(errnoText())") }
-            guard rename(temporary, path) == 0 else {
-                throw Failure(description: "rename \(temporary): \(errnoText())")
-            }
+            let pending = self.pending
+            _ = try Failure.io("write \(temporary)") { try newFD.writeAll(pending) }
+            try Failure.check(fsync(newFD.rawValue), "fsync \(temporary)")
+            try Failure.check(rename(temporary, path), "rename \(temporary)")
             try syncDirectory()
         } catch {
-            close(newFD)
+            try? newFD.close()
             throw error
         }
-        close(fd)
+        try? fd.close()
         fd = newFD
         size = pending.count
         pending.removeAll(keepingCapacity: true)
@@ -116,10 +132,12 @@ final class StateJournal {
     private func replay() throws(Failure) -> Contents {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        let fd = self.fd
         while true {
-            let count = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(bytes.count)) }
-            if count < 0, errno == EINTR { continue }
-            guard count >= 0 else { throw Failure(description: "cannot read \(path): \(errnoText())") }
+            let offset = Int64(bytes.count)
+            let count = try Failure.io("read \(path)") {
+                try chunk.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: offset, into: $0) }
+            }
             if count == 0 { break }
             bytes += chunk[..<count]
         }
@@ -127,9 +145,8 @@ final class StateJournal {
         let offset = Self.read(bytes[...], into: &contents)
         contents.droppedBytes = bytes.count - offset
         if contents.droppedBytes > 0 {
-            guard ftruncate(fd, off_t(offset)) == 0, fdatasync(fd) == 0 else {
-                throw Failure(description: "cannot cut the torn end of \(path): \(errnoText())")
-            }
+            _ = try Failure.io("cut the torn end of \(path)") { try fd.resize(to: Int64(offset)) }
+            try Failure.check(fdatasync(fd.rawValue), "fdatasync \(path)")
         }
         size = offset
         return contents
@@ -163,30 +180,28 @@ final class StateJournal {
     }
 
     private func syncDirectory() throws(Failure) {
-        let directoryFD = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directoryFD >= 0 else { throw Failure(description: "cannot open \(directory): \(errnoText())") }
-        defer { close(directoryFD) }
-        guard fsync(directoryFD) == 0 else { throw Failure(description: "fsync \(directory): \(errnoText())") }
+        let directory = self.directory
+        let directoryFD = try Failure.io("open \(directory)") {
+            try FileDescriptor.open(directory, .readOnly, options: [.directory, .closeOnExec])
+        }
+        defer { try? directoryFD.close() }
+        try Failure.check(fsync(directoryFD.rawValue), "fsync \(directory)")
     }
+}
 
-    private func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws(Failure) {
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { throw Failure(description: "cannot write \(what): \(errnoText())") }
-            written += count
+extension StateJournal.Failure {
+    /// Runs a swift-system call, naming what failed and why (its `Errno`).
+    static func io<Result>(_ what: String, _ body: () throws -> Result) throws(Self) -> Result {
+        do {
+            return try body()
+        } catch {
+            throw Self(description: "cannot \(what): \(error)")
         }
     }
 
-    private static func makeDirectory(_ directory: String) throws(Failure) {
-        var prefix = ""
-        for component in directory.split(separator: "/") {
-            prefix += "/" + component
-            if mkdir(prefix, 0o700) != 0, errno != EEXIST {
-                throw Failure(description: "cannot create \(prefix): \(errnoText())")
-            }
-        }
+    /// Checks the result of a libc call that sets errno.
+    static func check(_ result: Int32, _ what: String) throws(Self) {
+        guard result == 0 else { throw Self(description: "cannot \(what): \(Errno(rawValue: errno))") }
     }
 }
 
@@ -194,8 +209,6 @@ private func hex(_ value: UInt32) -> String {
     let digits = String(value, radix: 16)
     return String(repeating: "0", count: 8 - digits.count) + digits
 }
-
-private func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// CRC-32 (IEEE 802.3, as zlib), to tell a whole record from a torn or damaged one.
 enum CRC32 {

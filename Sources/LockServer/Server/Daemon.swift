@@ -1,3 +1,4 @@
+import CLockSupport
 import Glibc
 import Logging
 import ServiceLifecycle
@@ -37,7 +38,7 @@ package enum Daemon {
     /// Runs lockd until it is stopped.
     /// - Returns: the exit status: 0 after a stop, 1 when it cannot serve, 78 for a bad configuration.
     package static func run(_ options: DaemonOptions) async throws -> Int32 {
-        raiseFileLimit()
+        lockd_raise_file_limit()
         let overrides = ConfigurationOverrides(
             socket: options.socket, shutdownGrace: options.shutdownGrace, logLevel: options.logLevel,
             logTarget: options.logTarget.flatMap(LockdConfiguration.LogTarget.init(rawValue:)),
@@ -89,15 +90,6 @@ package enum Daemon {
         }
         return 0
     }
-}
-
-/// Every client is a descriptor and every pid owner a pidfd: take the hard limit as the soft one
-/// (systemd's advice for programs that do not use select(2)), so `limits.max_clients` can be met.
-private func raiseFileLimit() {
-    var limit = rlimit()
-    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-    limit.rlim_cur = min(limit.rlim_max, 1 << 20)
-    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 /// Unbuffered writes to standard error, for the lines lockd prints before logging is set up.

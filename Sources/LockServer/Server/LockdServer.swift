@@ -85,16 +85,14 @@ struct LockdServer: Service, CustomStringConvertible {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Above the high mark the client is not reading its answers: stop reading its
-                    // requests (ConnectionHandler) instead of buffering without bound.
+                    // requests (BackPressureHandler) instead of buffering without bound.
                     // The initializer runs on the service's one loop, as every later read does: take
                     // the service once rather than through the loop check of each access.
                     let lockService = service.value
                     let high = lockService.configuration.limits.maxOutputBytes
                     try channel.syncOptions?.setOption(
                         .writeBufferWaterMark, value: .init(low: high / 2, high: high))
-                    let decoder = LineFrameDecoder { lockService.configuration.limits }
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
-                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(service: lockService))
+                    try channel.pipeline.syncOperations.addHandlers(ConnectionHandler.handlers(for: lockService))
                 }
             }
         do {

@@ -39,13 +39,10 @@ enum SocketPreparation {
     private static func makeDirectories(for path: String) throws(Refusal) {
         guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
         let directory = String(path[..<slash])
-        var prefix = ""
-        for component in directory.split(separator: "/", omittingEmptySubsequences: false) {
-            prefix += prefix.isEmpty && component.isEmpty ? "/" : (prefix.hasSuffix("/") ? "" : "/") + component
-            if component.isEmpty { continue }
-            if mkdir(prefix, geteuid() == 0 ? 0o755 : 0o700) != 0, errno != EEXIST {
-                throw Refusal(description: "cannot create \(prefix): \(String(cString: strerror(errno)))")
-            }
+        do {
+            try FileSystem.makeDirectories(directory, mode: geteuid() == 0 ? 0o755 : 0o700)
+        } catch {
+            throw Refusal(description: "cannot create \(directory): \(error)")
         }
     }
 }

@@ -170,10 +170,7 @@ package final class ServiceSimulation {
         let identity = ClientIdentity(pid: pid, uid: uid, gid: uid)
         let channel = EmbeddedChannel(loop: loop)
         let service = self.service!
-        try? channel.pipeline.syncOperations.addHandlers([
-            ByteToMessageHandler(LineFrameDecoder { service.configuration.limits }),
-            ConnectionHandler(service: service, identity: identity),
-        ])
+        try? channel.pipeline.syncOperations.addHandlers(ConnectionHandler.handlers(for: service, identity: identity))
         channel.connect(to: try! SocketAddress(unixDomainSocketPath: "/fuzz"), promise: nil)
         clients.append(SimulatedClient(channel: channel, pid: pid, uid: uid))
         return "open client \(pid) uid \(uid)"
@@ -254,7 +251,8 @@ package final class ServiceSimulation {
         let old = journalPath
         journalPath = directory + "/" + StateJournal.fileName
         if let journal {
-            guard makeDirectories(directory), writeFile(journalPath, journal) else {
+            guard (try? FileSystem.makeDirectories(directory, mode: 0o700)) != nil, writeFile(journalPath, journal)
+            else {
                 throw SimulationFailure(seed: seed, step: 0, problem: "cannot write \(journalPath)", recentSteps: [])
             }
         }
@@ -470,15 +468,6 @@ private func writeFile(_ path: String, _ bytes: [UInt8]) -> Bool {
     guard fd >= 0 else { return false }
     defer { close(fd) }
     return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
-}
-
-private func makeDirectories(_ path: String) -> Bool {
-    var prefix = ""
-    for component in path.split(separator: "/") {
-        prefix += "/" + component
-        if mkdir(prefix, 0o700) != 0, errno != EEXIST { return false }
-    }
-    return true
 }
 
 /// Removes a directory tree of plain files (the fuzzer's own).
