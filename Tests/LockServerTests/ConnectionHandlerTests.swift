@@ -76,3 +76,46 @@ struct ConnectionHandlerTests {
             decoderFactory: { LineFrameDecoder { limits } })
     }
 }
+
+@Suite("time through the service, on a manual clock")
+struct ServiceTimeTests {
+    @Test("a token lease outlives its connection, a renew extends it, and it runs out unless renewed")
+    func leases() throws {
+        let harness = ServiceHarness()
+        let first = try harness.connect(pid: 100)
+        let granted = try harness.send(
+            "{\"id\":1,\"op\":\"acquire\",\"lock\":\"t1\",\"owner\":{\"token\":\"job\",\"ttl\":0.6}}\n", on: first)
+        #expect(granted.first?["fence"] != nil)
+        _ = try first.close().wait()
+        let watcher = try harness.connect(pid: 101)
+        func held() throws -> Bool {
+            let status = try harness.send("{\"id\":\"s\",\"op\":\"status\",\"lock\":\"t1\"}\n", on: watcher)
+            guard case .array(let locks)? = status.first?["locks"] else { return false }
+            return !locks.isEmpty
+        }
+        #expect(try held(), "a token hold outlives its connection")
+        let renewed = try harness.send("{\"id\":2,\"op\":\"renew\",\"token\":\"job\",\"ttl\":2}\n", on: watcher)
+        #expect(renewed.first?["expires"]?.string?.hasPrefix("2026-") == true, "\(renewed)")
+        harness.loop.advanceTime(by: .milliseconds(800))
+        #expect(try held(), "renewed past the first ttl")
+        harness.loop.advanceTime(by: .milliseconds(1300))
+        #expect(try !held(), "the renewed lease ran out")
+        let late = try harness.send("{\"id\":3,\"op\":\"renew\",\"token\":\"job\",\"ttl\":1}\n", on: watcher)
+        #expect(late.first?["error"]?["code"] == "not_held")
+    }
+
+    @Test("a wait times out at its deadline and not before; wait 0 answers busy at once")
+    func waits() throws {
+        let harness = ServiceHarness()
+        let holder = try harness.connect(pid: 100)
+        let waiter = try harness.connect(pid: 101)
+        _ = try harness.send("{\"id\":1,\"op\":\"acquire\",\"lock\":\"w\"}\n", on: holder)
+        let busy = try harness.send("{\"id\":1,\"op\":\"acquire\",\"lock\":\"w\",\"wait\":0}\n", on: waiter)
+        #expect(busy.first?["error"]?["code"] == "busy")
+        #expect(try harness.send("{\"id\":2,\"op\":\"acquire\",\"lock\":\"w\",\"wait\":1.5}\n", on: waiter).isEmpty)
+        harness.loop.advanceTime(by: .milliseconds(1499))
+        #expect(try harness.answers(on: waiter).isEmpty)
+        harness.loop.advanceTime(by: .milliseconds(1))
+        #expect(try harness.answers(on: waiter).first?["error"]?["code"] == "timeout")
+    }
+}

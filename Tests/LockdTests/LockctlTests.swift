@@ -118,12 +118,12 @@ struct LockctlTests {
     func runForwardsSignalsOnce() throws {
         let daemon = try Daemon()
         let count = daemon.directory + "/count"
-        let script = "trap 'echo x >> \(count); exit 5' TERM; sleep 5 & wait"
+        let ready = daemon.directory + "/ready"
+        let script = "trap 'echo x >> \(count); exit 5' TERM; touch \(ready); sleep 5 & wait"
         let (run, _) = try spawn(
             Binaries.lockctl, ["run", "f", "--", "bash", "-c", script], environment: ["LOCKD_SOCKET": daemon.socket])
-        let client = try daemon.connect()
-        #expect(eventually { (try? client.holders("f").count) == 1 })
-        usleep(200_000)
+        // The command says when its trap is set: a signal before that would kill bash outright.
+        #expect(eventually { FileManager.default.fileExists(atPath: ready) })
         kill(run.processIdentifier, SIGTERM)
         #expect(waitExit(run) == 5)
         #expect((try? String(contentsOfFile: count, encoding: .utf8)) == "x\n")
@@ -169,10 +169,12 @@ struct LockctlTests {
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let marker = directory + "/done"
+        let started = directory + "/started"
         let (shield, _) = try spawn(
-            Binaries.lockctl, ["shield", "--", "sh", "-c", "sleep 0.5; touch \(marker)"],
+            Binaries.lockctl, ["shield", "--", "sh", "-c", "touch \(started); sleep 0.5; touch \(marker)"],
             environment: ["LOCKD_SOCKET": directory + "/none.sock"])
-        usleep(150_000)
+        // lockctl holds signals back before it starts the command, so once it runs, SIGHUP waits.
+        #expect(eventually { FileManager.default.fileExists(atPath: started) })
         kill(shield.processIdentifier, SIGHUP)
         #expect(waitExit(shield) == 128 + SIGHUP)
         #expect(FileManager.default.fileExists(atPath: marker))

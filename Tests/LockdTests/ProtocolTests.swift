@@ -15,81 +15,6 @@ struct ProtocolTests {
         #expect(answer["session"]?.string != nil)
     }
 
-    @Test("waiters are served FIFO and fences strictly increase")
-    func fifoAndFences() throws {
-        let daemon = try Daemon()
-        let holder = try daemon.connect()
-        let first = try holder.acquire("q")
-        let clients = try (0..<3).map { _ in try daemon.connect() }
-        var ids: [RequestID] = []
-        for client in clients {
-            ids.append(try client.send(op: "acquire", [("lock", "q")]))
-            _ = try holder.ask("ping")  // the daemon has queued it before the next one asks
-        }
-        var fences = [first["fence"]?.intValue ?? 0]
-        #expect(try holder.ask("release", [("lock", "q")])["count"] == 0)
-        for (index, client) in clients.enumerated() {
-            let grant = try client.response(to: ids[index], timeout: 5)
-            #expect(grant.isOK, "client \(index) should be granted in turn")
-            for later in clients[(index + 1)...] { #expect(try later.readMessage(timeout: 0.05) == nil) }
-            fences.append(grant["fence"]?.intValue ?? 0)
-            _ = try client.ask("release", [("lock", "q")])
-        }
-        #expect(fences == fences.sorted() && Set(fences).count == fences.count)
-    }
-
-    @Test("shared holders coexist; a shared request queues behind a waiting exclusive one")
-    func sharedExclusive() throws {
-        let daemon = try Daemon()
-        let a = try daemon.connect()
-        let b = try daemon.connect()
-        let c = try daemon.connect()
-        let d = try daemon.connect()
-        #expect(try a.acquire("s", [("mode", "shared")]).isOK)
-        #expect(try b.acquire("s", [("mode", "shared")]).isOK)
-        let exclusive = try c.send(op: "acquire", [("lock", "s")])
-        _ = try c.ask("ping")
-        #expect(try d.acquire("s", [("mode", "shared"), ("wait", 0)]).code == "busy")
-        _ = try a.ask("release", [("lock", "s")])
-        _ = try b.ask("release", [("lock", "s")])
-        #expect(try c.response(to: exclusive, timeout: 5)["mode"] == "exclusive")
-    }
-
-    @Test("an upgrade by the only shared holder is granted at once; a second upgrader is a deadlock")
-    func upgrade() throws {
-        let daemon = try Daemon()
-        let a = try daemon.connect()
-        let b = try daemon.connect()
-        #expect(try a.acquire("u", [("mode", "shared")]).isOK)
-        let up = try a.acquire("u")
-        #expect(up["mode"] == "exclusive" && up["count"] == 2)
-        _ = try a.ask("release", [("lock", "u"), ("all", true)])
-
-        #expect(try a.acquire("u", [("mode", "shared")]).isOK)
-        #expect(try b.acquire("u", [("mode", "shared")]).isOK)
-        let waiting = try a.send(op: "acquire", [("lock", "u")])
-        _ = try a.ask("ping")
-        #expect(try b.acquire("u").code == "deadlock")
-        _ = try b.ask("release", [("lock", "u")])
-        let granted = try a.response(to: waiting, timeout: 5)
-        #expect(granted["mode"] == "exclusive" && granted["count"] == 2)
-    }
-
-    @Test("an acquire that would close a wait-for cycle is refused with deadlock")
-    func deadlock() throws {
-        let daemon = try Daemon()
-        let a = try daemon.connect()
-        let b = try daemon.connect()
-        #expect(try a.acquire("x").isOK)
-        #expect(try b.acquire("y").isOK)
-        let waiting = try a.send(op: "acquire", [("lock", "y")])
-        _ = try a.ask("ping")
-        let refused = try b.acquire("x")
-        #expect(refused.code == "deadlock")
-        #expect(try b.ask("release", [("lock", "y")]).isOK)
-        #expect(try a.response(to: waiting, timeout: 5).isOK)
-    }
-
     @Test("pipelined requests: a waiting acquire does not hold up later requests; cancel answers both")
     func pipelining() throws {
         let daemon = try Daemon()
@@ -171,37 +96,6 @@ struct ProtocolTests {
         #expect(try holder.ask("release", [("lock", "b")]).code == "not_held")
         #expect(try holder.ask("shield", [("lock", "b"), ("on", false)]).code == "not_held")
         #expect(try breaker.ask("break", [("lock", "free")])["released"] == 0)
-    }
-
-    @Test("token leases expire unless renewed and outlive their connection")
-    func leases() throws {
-        let daemon = try Daemon()
-        do {
-            let client = try daemon.connect()
-            let grant = try client.acquire("t1", [("owner", .object([("token", "job"), ("ttl", .double(0.6))]))])
-            #expect(grant.isOK)
-        }
-        let watcher = try daemon.connect()
-        #expect(try watcher.holders("t1").first?["owner"]?["token"] == "job")
-        #expect(try watcher.holders("t1").first?["expires"]?.string != nil)
-        #expect(try watcher.ask("renew", [("token", "job"), ("ttl", 2)])["expires"]?.string != nil)
-        usleep(800_000)
-        #expect(try watcher.holders("t1").count == 1, "renewed past the first ttl")
-        #expect(eventually(timeout: 5) { (try? watcher.holders("t1").isEmpty) == true })
-        #expect(try watcher.ask("renew", [("token", "job"), ("ttl", 1)]).code == "not_held")
-    }
-
-    @Test("waits time out with timeout; no-wait answers busy")
-    func timeouts() throws {
-        let daemon = try Daemon()
-        let a = try daemon.connect()
-        let b = try daemon.connect()
-        _ = try a.acquire("w")
-        #expect(try b.acquire("w", [("wait", 0)]).code == "busy")
-        let start = Date()
-        #expect(try b.acquire("w", [("wait", .double(0.3))]).code == "timeout")
-        let waited = Date().timeIntervalSince(start)
-        #expect(waited >= 0.29 && waited < 2)
     }
 
     @Test("a session's holds go when its connection closes; the next waiter gets the lock")
