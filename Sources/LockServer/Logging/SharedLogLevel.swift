@@ -12,13 +12,17 @@ final class SharedLogLevel: Sendable {
         raw = Atomic(Self.index(of: level))
     }
 
+    /// Read on every log call that might be filtered out (each request checks debug), so the
+    /// levels are looked up in a table made once rather than in a fresh `allCases` array.
     var level: Logger.Level {
-        get { Logger.Level.allCases[raw.load(ordering: .relaxed)] }
+        get { Self.levels[raw.load(ordering: .relaxed)] }
         set { raw.store(Self.index(of: newValue), ordering: .relaxed) }
     }
 
+    private static let levels = Logger.Level.allCases
+
     private static func index(of level: Logger.Level) -> Int {
-        Logger.Level.allCases.firstIndex(of: level) ?? 2
+        levels.firstIndex(of: level) ?? 2
     }
 }
 
