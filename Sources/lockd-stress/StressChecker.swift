@@ -99,10 +99,17 @@ struct StressChecker {
     }
 
     /// No two exclusive holders at once: a grant may not arrive before an earlier hold could end.
+    ///
+    /// "Earlier" is lockd's order, which fences give (they grow across restarts too), not the
+    /// order in which workers read their grants: a worker that reads its grant late may find it
+    /// already broken, and a later grant already read by another worker. A hold granted after
+    /// another (a larger fence) is a violation when its grant was read before the other could
+    /// have ended: the read is never earlier than the grant, the earliest end never later than
+    /// the end.
     private mutating func checkExclusion() {
         for (lock, list) in Dictionary(grouping: holds, by: \.lock) {
             var latest: Hold?
-            for hold in list.sorted(by: { $0.granted < $1.granted }) {
+            for hold in list.sorted(by: { $0.fence < $1.fence }) {
                 if let previous = latest, hold.granted < previous.end {
                     violations.append(
                         "two exclusive holders of \(lock): fence \(previous.fence) (\(previous.owner), worker "

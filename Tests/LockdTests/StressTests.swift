@@ -54,4 +54,30 @@ struct StressTests {
             toFile: directory + "/worker-2.log", atomically: true, encoding: .utf8)
         #expect(try execute(Self.stress, ["check", directory]).stdout.contains("violations: 2"))
     }
+
+    @Test("a grant read late, after a break and after the next grant was read, is no violation")
+    func lateRead() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // lockd grants x to worker 0 (fence 4), a break takes it away, worker 1 gets fence 5 and
+        // reads it at 1.5; worker 0 only reads its (already broken) grant at 1.8.
+        let logs = [
+            ["1.0\tacq_sent\tx\t0\tpid:10\t2.0", "1.8\tgrant\tx\t4\tpid:10\t-"],
+            [
+                "1.1\tacq_sent\tx\t0\tsession\t2.0", "1.5\tgrant\tx\t5\tsession\t-", "2.5\trel_sent\tx\t5\tsession\t-",
+                "2.6\trel_ok\tx\t5\tsession\t-",
+            ],
+            ["1.2\tbreak_sent\tx\t0\t-\t-", "1.3\tbreak_ack\tx\t0\t-\t1/0"],
+        ]
+        for (index, log) in logs.enumerated() {
+            try (log.joined(separator: "\n") + "\n").write(
+                toFile: directory + "/worker-\(index).log", atomically: true, encoding: .utf8)
+        }
+        let check = try execute(Self.stress, ["check", directory])
+        #expect(check.stdout.contains("violations: 0"), "\(check.stdout)")
+
+        // Without the break, worker 0's hold was still there when worker 1 read fence 5.
+        try "".write(toFile: directory + "/worker-2.log", atomically: true, encoding: .utf8)
+        #expect(try execute(Self.stress, ["check", directory]).stdout.contains("two exclusive holders of x"))
+    }
 }

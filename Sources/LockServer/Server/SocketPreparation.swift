@@ -1,6 +1,7 @@
 import Glibc
 import LockClient
 import LockProtocol
+import SystemPackage
 
 /// Makes the socket path ready to bind, or explains in one line why lockd must not start there.
 enum SocketPreparation {
@@ -24,7 +25,7 @@ enum SocketPreparation {
         } catch {
             guard error.kind == .unreachable else { throw Refusal(description: error.message) }
             guard unlink(path) == 0 || errno == ENOENT else {
-                throw Refusal(description: "cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
+                throw Refusal(description: "cannot remove stale socket \(path): \(Errno(rawValue: errno))")
             }
             return true
         }

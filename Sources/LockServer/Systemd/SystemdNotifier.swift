@@ -1,6 +1,7 @@
 import CSystemd
 import Glibc
 import NIOCore
+import SystemPackage
 
 /// Tells the service manager how lockd is doing (sd_notify). Without `$NOTIFY_SOCKET` every
 /// call is a cheap no-op, so lockd runs the same way by hand.
@@ -46,7 +47,7 @@ enum SocketActivation {
     /// Clears `$LISTEN_FDS` so children do not believe the socket is theirs.
     static func inheritedSocket() throws(Failure) -> CInt? {
         let count = sd_listen_fds(1)
-        if count < 0 { throw Failure(description: "sd_listen_fds: \(String(cString: strerror(-count)))") }
+        if count < 0 { throw Failure(description: "sd_listen_fds: \(Errno(rawValue: -count))") }
         if count == 0 { return nil }
         guard count == 1 else {
             throw Failure(description: "systemd passed \(count) sockets; lockd serves exactly one (one ListenStream=)")
