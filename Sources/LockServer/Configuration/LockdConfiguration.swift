@@ -13,7 +13,8 @@ struct LockdConfiguration: Equatable, Sendable {
     var socketPath: String?
     /// The mode of a socket lockd binds itself (socket activation leaves it to the unit).
     var socketMode: UInt32 = 0o666
-    /// Seconds a stop waits for open shields before it releases everything.
+    /// Seconds a stop waits for open shields before it exits (session holds end; pid and token
+    /// holds stay in the journal for the next start).
     var shutdownGrace: Double = 30
     var limits = Limits()
     var access = AccessPolicy()
