@@ -289,7 +289,7 @@ final class LockService {
             reporter.stopping(status)
             logger.notice("\(status)")
             let timer = loop.assumeIsolated().scheduleTask(in: .nanoseconds(Seconds.signedNanoseconds(grace))) {
-                self.logger.warning("shutdown grace ended with open shields; stopping (pid and token holds stay journaled)")
+                self.logger.warning("shutdown grace ended with open shields; stopping (pid and token holds stay)")
                 self.finish()
             }
             lifecycle = .draining(grace: timer)
