@@ -111,7 +111,8 @@ let package = Package(
             name: "LockdTests",
             dependencies: [
                 "LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl", "lockd-stress", "lockd-fuzz",
-            ]
+            ],
+            exclude: ["pty-session.py"]
         ),
     ]
 )

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -31,19 +32,12 @@ int lockd_pidfd_exited(int pidfd) {
     return r > 0 && (p.revents & (POLLIN | POLLHUP)) ? 1 : 0;
 }
 
-static void termination_set(sigset_t *set, int quit) {
-    sigemptyset(set);
-    sigaddset(set, SIGINT);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGHUP);
-    if (quit) {
-        sigaddset(set, SIGQUIT);
-    }
-}
-
-int lockd_signalfd_for_termination(int quit) {
+int lockd_signalfd(int signal, int also, int more) {
     sigset_t set;
-    termination_set(&set, quit);
+    sigemptyset(&set);
+    sigaddset(&set, signal);
+    if (also) sigaddset(&set, also);
+    if (more) sigaddset(&set, more);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
         return -1;
     }
@@ -87,18 +81,14 @@ pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options opti
                 _exit(127);
             }
         }
-        if (options.new_process_group) {
-            setpgid(0, 0);
-            if (options.foreground_tty >= 0) {
-                signal(SIGTTOU, SIG_IGN);
-                tcsetpgrp(options.foreground_tty, getpid());
-                signal(SIGTTOU, SIG_DFL);
-            }
+        if (options.inherit_fd >= 0) {
+            fcntl(options.inherit_fd, F_SETFD, 0);
         }
-        int defaults[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
-        for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-            signal(defaults[i], SIG_DFL);
+        int termination[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+        for (size_t i = 0; i < sizeof(termination) / sizeof(termination[0]); i++) {
+            signal(termination[i], options.ignore_termination ? SIG_IGN : SIG_DFL);
         }
+        signal(SIGPIPE, SIG_DFL);
         sigset_t empty;
         sigemptyset(&empty);
         sigprocmask(SIG_SETMASK, &empty, NULL);
@@ -107,10 +97,6 @@ pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options opti
         ssize_t ignored = write(pipefd[1], &err, sizeof(err));
         (void)ignored;
         _exit(127);
-    }
-    if (options.new_process_group) {
-        // Both sides set the group so neither the exec nor a signal can race ahead of it.
-        setpgid(child, child);
     }
     close(pipefd[1]);
     int child_errno = 0;
@@ -129,22 +115,30 @@ pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options opti
     return child;
 }
 
-int lockd_foreground_tty(void) {
-    for (int fd = 0; fd <= 2; fd++) {
-        if (isatty(fd) && tcgetpgrp(fd) == getpgrp()) {
-            return fd;
-        }
-    }
-    return -1;
+void lockd_die_by_signal(int sig) {
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+    kill(getpid(), sig);
 }
 
-void lockd_reclaim_tty(int tty) {
-    if (tty < 0) {
-        return;
-    }
-    void (*previous)(int) = signal(SIGTTOU, SIG_IGN);
-    tcsetpgrp(tty, getpgrp());
-    signal(SIGTTOU, previous);
+char lockd_process_state(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char buffer[512];
+    ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buffer[n] = 0;
+    char *close_paren = strrchr(buffer, ')');
+    if (close_paren == NULL || close_paren[1] != ' ') return 0;
+    return close_paren[2];
 }
 
 void lockd_raise_file_limit(void) {
@@ -152,4 +146,13 @@ void lockd_raise_file_limit(void) {
     if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
     limit.rlim_cur = limit.rlim_max < (1 << 20) ? limit.rlim_max : (1 << 20);
     setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+void lockd_become_subreaper(void) { prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+int lockd_has_children(void) {
+    siginfo_t info;
+    info.si_pid = 0;
+    // WNOWAIT leaves a zombie for a later waitpid; ECHILD means there are none at all.
+    return waitid(P_ALL, 0, &info, WEXITED | WSTOPPED | WCONTINUED | WNOHANG | WNOWAIT) == 0;
 }

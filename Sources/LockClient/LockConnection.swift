@@ -27,7 +27,7 @@ public final class LockConnection {
         self.path = path
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientError(.unreachable, "cannot create a socket: \(Self.errnoText())") }
-        guard let result = UnixSocketAddress.with(path: path, { connect(fd, $0, $1) }) else {
+        guard let result = UnixSocketAddress.with(path: path, { Glibc.connect(fd, $0, $1) }) else {
             close(fd)
             throw ClientError(.unreachable, "socket path is too long: \(path)")
         }
@@ -37,6 +37,10 @@ public final class LockConnection {
             if code == EACCES || code == EPERM {
                 throw ClientError(.permissionDenied, "permission denied connecting to lockd at \(path)")
             }
+            var info = stat()
+            if code == ECONNREFUSED, stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFSOCK {
+                throw ClientError(.unreachable, "\(path) is not a socket (is --socket or $LOCKD_SOCKET right?)")
+            }
             throw ClientError(
                 .unreachable, "lockd is not running at \(path) (\(String(cString: strerror(code))))")
         }
@@ -44,6 +48,21 @@ public final class LockConnection {
     }
 
     deinit { close(fd) }
+
+    /// Connects to the first of `paths` where a lockd answers (see ``SocketPath/candidates(_:)``).
+    /// - Throws: the first path's error when it is anything but "nothing there"; else an
+    ///   `unreachable` error that names every path tried.
+    public static func connect(toFirstOf paths: [String]) throws(ClientError) -> LockConnection {
+        var missing: [String] = []
+        for path in paths {
+            do {
+                return try LockConnection(path: path)
+            } catch  where error.kind == .unreachable && paths.count > 1 {
+                missing.append(path)
+            }
+        }
+        throw ClientError(.unreachable, "lockd is not running (tried \(missing.joined(separator: ", ")))")
+    }
 
     /// Sends a request; returns the id it was given.
     @discardableResult
@@ -76,7 +95,10 @@ public final class LockConnection {
             }
             if written < 0 {
                 if errno == EINTR { continue }
-                throw ClientError(.connectionLost, "lost the connection to lockd at \(path): \(Self.errnoText())")
+                let reason = Self.errnoText()
+                // lockd may have said why before it closed (too many clients, stopping).
+                if let refusal = refusalBeforeClose() { throw refusal }
+                throw ClientError(.connectionLost, "lost the connection to lockd at \(path): \(reason)")
             }
             offset += written
         }
@@ -107,6 +129,29 @@ public final class LockConnection {
                 throw ClientError(.connectionLost, "lockd at \(path) closed the connection")
             }
         }
+    }
+
+    /// The connection-level error line (`"id": null`) lockd wrote before it closed, if any.
+    private func refusalBeforeClose() -> ClientError? {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count <= 0 { break }
+            buffer.append(contentsOf: chunk[..<count])
+        }
+        for line in buffer.split(separator: UInt8(ascii: "\n")) {
+            if let json = try? JSONValue.parse(line), let refusal = Self.refusal(json) { return refusal }
+        }
+        return nil
+    }
+
+    /// An answer with `"id": null` and an error after which lockd closes the connection (too many
+    /// clients, stopping, a line too long or too slow). An `invalid` line keeps the connection.
+    private static func refusal(_ json: JSONValue) -> ClientError? {
+        guard json["id"] == .null, json["ok"] == false, let wire = json["error"]?["code"]?.string,
+            let code = LockError.Code(wire: wire), [.limit, .shuttingDown, .tooLarge, .timeout].contains(code)
+        else { return nil }
+        return ClientError(.refused, json["error"]?["message"]?.string ?? wire, code: code)
     }
 
     /// Reads the next answer or event, waiting at most `timeout` seconds (`nil`: forever).
@@ -172,6 +217,7 @@ public final class LockConnection {
                 throw ClientError(.timedOut, "lockd at \(path) did not answer in time")
             }
             if line["event"] == nil, line["id"].flatMap(RequestID.init) == id { return line }
+            if let refusal = Self.refusal(line) { throw refusal }
             backlog.append(line)
         }
     }

@@ -21,8 +21,16 @@ public enum SocketPath {
 
     /// The path to use: an explicit option, else `$LOCKD_SOCKET`, else ``defaultPath()``.
     public static func resolve(_ explicit: String?) -> String {
-        if let explicit, !explicit.isEmpty { return explicit }
-        if let env = getenv("LOCKD_SOCKET").map({ String(cString: $0) }), !env.isEmpty { return env }
-        return defaultPath()
+        candidates(explicit).first!
+    }
+
+    /// The paths a client tries, in order: an explicit option alone, else `$LOCKD_SOCKET` alone,
+    /// else the user's own daemon's and then the system daemon's (the same path for root). A
+    /// user in group `lockd` thus reaches the system lockd when it runs no lockd of its own.
+    public static func candidates(_ explicit: String?) -> [String] {
+        if let explicit { return [explicit] }
+        if let env = getenv("LOCKD_SOCKET").map({ String(cString: $0) }), !env.isEmpty { return [env] }
+        let own = defaultPath()
+        return own == system ? [system] : [own, system]
     }
 }

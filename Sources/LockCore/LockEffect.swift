@@ -16,13 +16,17 @@ public struct Grant: Sendable, Hashable {
     public var count: Int
     /// The fencing token of this hold.
     public var fence: UInt64
+    /// For a token owner: when its lease now ends (seconds since the epoch), which may be sooner
+    /// than asked when lockd shortened the lease (`limits.max_ttl`).
+    public var expires: Double?
 
     /// Creates a grant.
-    public init(lock: LockName, mode: LockMode, count: Int, fence: UInt64) {
+    public init(lock: LockName, mode: LockMode, count: Int, fence: UInt64, expires: Double? = nil) {
         self.lock = lock
         self.mode = mode
         self.count = count
         self.fence = fence
+        self.expires = expires
     }
 }
 

@@ -18,6 +18,18 @@ public enum LockOwner: Hashable, Sendable, CustomStringConvertible {
     /// A named lease: its holds expire together unless renewed.
     case token(String)
 
+    /// A token inside quotes with `"` and `\` escaped, so that it cannot end the quotes and add
+    /// a field to a log line (tokens have no control characters).
+    private static func escaped(_ token: String) -> String {
+        guard token.contains(where: { $0 == "\"" || $0 == "\\" }) else { return token }
+        var out = ""
+        for character in token {
+            if character == "\"" || character == "\\" { out.append("\\") }
+            out.append(character)
+        }
+        return out
+    }
+
     /// Whether holds of this owner outlive a connection, and so lockd's own restart.
     public var isDurable: Bool {
         if case .session = self { return false }
@@ -28,7 +40,7 @@ public enum LockOwner: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .session(let id): "session \(id)"
         case .pid(let pid): "pid \(pid)"
-        case .token(let token): "token \"\(token)\""
+        case .token(let token): "token \"\(Self.escaped(token))\""
         }
     }
 }

@@ -73,6 +73,12 @@ extension LockTable {
         effects.append(.leaseDeadline(token: token, uptimeNanos: deadline))
     }
 
+    /// When a token owner's lease ends; `nil` for other owners (or a lease deferred by a shield).
+    func leaseEnd(of owner: LockOwner) -> Double? {
+        guard case .token(let token) = owner else { return nil }
+        return leases[token]?.expiresAt
+    }
+
     func authorize(_ hold: Hold, requester: Requester, action: String) throws(LockError) {
         guard requester.identity.isRoot || hold.creator.uid == requester.identity.uid else {
             throw .denied(
@@ -85,7 +91,7 @@ extension LockTable {
     mutating func dispatch(_ record: inout LockRecord, name: LockName, now: Moment, effects: inout [LockEffect]) {
         guard !isShuttingDown else { return }
         while let waiter = record.waiters.first {
-            let grant: Grant
+            var grant: Grant
             if let index = record.holderIndex(of: waiter.owner) {
                 let isBlockedUpgrade =
                     waiter.mode == .exclusive && record.holders[index].mode == .shared && record.holders.count > 1
@@ -105,6 +111,7 @@ extension LockTable {
                 break
             }
             setLease(owner: waiter.owner, ttl: waiter.ttl, uid: waiter.requester.uid, now: now, effects: &effects)
+            grant.expires = leaseEnd(of: waiter.owner)
             effects.append(.granted(waiter.key, grant))
         }
     }

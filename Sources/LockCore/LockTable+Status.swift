@@ -22,6 +22,8 @@ public struct LockStatus: Sendable, Hashable {
         public var shielded: Int
         /// When a token owner's lease ends (seconds since the epoch), `nil` for other owners.
         public var expires: Double?
+        /// A revocation (break, lease expiry) that waits for the hold's shield to close.
+        public var deferred: RevocationReason?
     }
 
     /// One queued acquire.
@@ -64,7 +66,7 @@ extension LockTable {
                     return LockStatus.Holder(
                         owner: hold.owner, pid: Self.displayPid(hold.owner, hold.creator), uid: hold.creator.uid,
                         count: hold.count, mode: hold.mode, fence: hold.fence, since: hold.since,
-                        shielded: hold.shieldDepth, expires: expires)
+                        shielded: hold.shieldDepth, expires: expires, deferred: hold.pendingRevocation)
                 },
                 waiters: record.waiters.map { waiter in
                     LockStatus.Waiter(

@@ -110,18 +110,20 @@ public struct LockTable: Sendable {
                 throw LockError(.limit, "\(owner) already holds lock \"\(name)\" \(hold.count) times")
             }
             if mode == .shared || hold.mode == .exclusive || record.holders.count == 1 {
-                let grant = reenter(&record, at: index, name: name, mode: mode)
+                var grant = reenter(&record, at: index, name: name, mode: mode)
                 setLease(owner: owner, ttl: ttl, uid: requester.identity.uid, now: now, effects: &effects)
+                grant.expires = leaseEnd(of: owner)
                 return .granted(grant)
             }
             isUpgrade = true
         } else if lastFence >= Self.maximumFence {
             throw LockError(.limit, "the fence counter has reached its maximum (\(Self.maximumFence)); no new holds")
         } else if record.waiters.isEmpty, record.holders.allSatisfy({ $0.mode.isCompatible(with: mode) }) {
-            let grant = addHold(
+            var grant = addHold(
                 &record, name: name, owner: owner, mode: mode, origin: request.session,
                 creator: requester.identity, now: now)
             setLease(owner: owner, ttl: ttl, uid: requester.identity.uid, now: now, effects: &effects)
+            grant.expires = leaseEnd(of: owner)
             return .granted(grant)
         }
 

@@ -22,10 +22,12 @@ public enum Response {
 
     /// The fields of a grant.
     public static func grant(_ grant: Grant) -> [(key: String, value: JSONValue)] {
-        [
+        var fields: [(key: String, value: JSONValue)] = [
             ("lock", .string(grant.lock.rawValue)), ("mode", .string(grant.mode.rawValue)),
             ("count", .int(Int64(grant.count))), ("fence", .int(Int64(grant.fence))),
         ]
+        if let expires = grant.expires { fields.append(("expires", .string(Timestamp.format(expires)))) }
+        return fields
     }
 
     /// The pushed event telling a connection that a hold it made was taken away.
@@ -60,6 +62,7 @@ public enum Response {
                     ("fence", .int(Int64(holder.fence))), ("since", .string(Timestamp.format(holder.since))),
                     ("shielded", .int(Int64(holder.shielded))),
                     ("expires", holder.expires.map { .string(Timestamp.format($0)) } ?? .null),
+                    ("deferred", holder.deferred.map { .string($0.rawValue) } ?? .null),
                 ])
         }
         func waiter(_ waiter: LockStatus.Waiter) -> JSONValue {

@@ -78,7 +78,9 @@ public struct Answer: Sendable {
             let mode = fields["mode"]?.string.flatMap(LockMode.init(rawValue:)), let count = integer("count"),
             let fence = integer("fence"), fence >= 0
         else { return nil }
-        return Grant(lock: lock, mode: mode, count: Int(count), fence: UInt64(fence))
+        return Grant(
+            lock: lock, mode: mode, count: Int(count), fence: UInt64(fence),
+            expires: fields["expires"]?.string.flatMap(Timestamp.parse))
     }
 
     /// The count left after a `release`.

@@ -6,20 +6,29 @@ import LockProtocol
 /// The lock-waiting options shared by `acquire` and `run`.
 struct WaitOptions: ParsableArguments {
     @Flag(help: "Ask for a shared hold (default: exclusive).") var shared = false
-    @Option(help: "Seconds to wait for the lock (default: forever).") var wait: Double?
+    // Read as text: argument-parser would take `-1` for an option and answer "Missing value".
+    @Option(parsing: .unconditional, help: "Seconds to wait for the lock, or inf (default: forever).")
+    var wait: String?
     @Flag(help: "Do not wait: fail at once if the lock is held.") var noWait = false
-    @Option(help: "Exit code when the lock cannot be had (busy, timeout, deadlock).")
+    @Option(help: "Exit code (1-255) when the lock cannot be had (busy, timeout, deadlock).")
     var conflictExitCode: Int32 = Exit.conflict
 
     func validate() throws {
         if noWait, wait != nil { throw ValidationError("use either --wait or --no-wait, not both") }
-        if let wait, !(wait >= 0 && wait.isFinite) { throw ValidationError("--wait must be seconds >= 0") }
+        if let wait { _ = try seconds(wait, option: "--wait") }
+        // 0 would make a failed acquire look like success to the calling script.
+        guard (1...255).contains(conflictExitCode) else {
+            throw invalidValue("--conflict-exit-code must be 1-255, not \(conflictExitCode)")
+        }
     }
 
     var mode: LockMode { shared ? .shared : .exclusive }
 
-    /// The protocol's `wait`: 0 tries once, `nil` waits forever.
-    var seconds: Double? { noWait ? 0 : wait }
+    /// The protocol's `wait`: 0 tries once, `nil` waits forever (also for `inf`).
+    var waitSeconds: Double? {
+        if noWait { return 0 }
+        return wait.flatMap { try? seconds($0, option: "--wait") }
+    }
 }
 
 /// Acquires a lock while watching for SIGINT/SIGTERM/SIGHUP; a signal cancels the wait and, if
@@ -30,13 +39,19 @@ func acquireInterruptibly(
 ) throws(ExitCode) -> Grant {
     let context = "acquire \"\(name)\""
     do {
-        let id = try connection.send(.acquire(lock: name, mode: wait.mode, wait: wait.seconds, owner: owner))
+        let id = try connection.send(.acquire(lock: name, mode: wait.mode, wait: wait.waitSeconds, owner: owner))
+        // lockd answers by the end of the wait; a lockd that does not (stopped, wedged) must not
+        // keep the caller past it for long.
+        let deadline = wait.waitSeconds.map { LockConnection.monotonicSeconds() + Seconds.clamped($0) + answerTimeout }
         while true {
+            if let deadline, LockConnection.monotonicSeconds() > deadline {
+                throw ClientError(.timedOut, "lockd did not answer within the wait and \(Int(answerTimeout)) s more")
+            }
             if !connection.hasBufferedMessage {
-                let ready = waitReadable([connection.fd, signals.fd])
+                let ready = waitReadable([connection.fd, signals.fd], timeout: deadline == nil ? -1 : 200)
                 if ready[1], let first = signals.drain().first {
                     try cancel(connection, request: id, name: name, owner: owner)
-                    throw ExitCode(128 + first.signal)
+                    CommandEnd.signaled(first.signal).finish()
                 }
                 if !ready[0] { continue }
             }
@@ -72,21 +87,32 @@ struct Acquire: DaemonCommand {
     @Argument(help: "Lock name.") var name: String
     @OptionGroup var waitOptions: WaitOptions
     @OptionGroup var owner: OwnerOptions
-    @Option(help: "Lease in seconds for a --token owner.") var ttl: Double?
-    @Flag(help: "Print the grant (lock, mode, count, fence) as JSON.") var json = false
+    @Option(
+        parsing: .unconditional,
+        help: "Lease in seconds for a --token owner (default: lockd's limits.default_ttl; at least 0.001).")
+    var ttl: String?
+    @Flag(help: "Print the grant (lock, mode, count, fence, expires) as JSON; failures too.") var json = false
     @OptionGroup var global: GlobalOptions
     @ParentCommand var lockctl: LockCtl
 
     func validate() throws {
-        if owner.token != nil, ttl == nil { throw ValidationError("--token needs --ttl SECONDS") }
         if owner.token == nil, ttl != nil { throw ValidationError("--ttl goes with --token") }
+        _ = try leaseSeconds()
+    }
+
+    /// The lease asked for: `inf` is lockd's ceiling (100 years); below 1 ms a lease would end
+    /// before its answer arrived.
+    private func leaseSeconds() throws(ExitCode) -> Double? {
+        guard let ttl else { return nil }
+        return try seconds(ttl, option: "--ttl", minimum: 0.001) ?? Seconds.ceiling
     }
 
     func run() throws {
+        failuresAsJSON = json
         let signals = TerminationSignals()
         let context = "acquire \"\(name)\""
         let lock = try lockName(name, context)
-        let owner = try owner.spec(ttl: ttl, context)
+        let owner = try owner.spec(ttl: leaseSeconds(), context)
         let connection = try connect(context)
         let grant = try acquireInterruptibly(connection, name: lock, owner: owner, wait: waitOptions, signals: signals)
         if json { printLine(JSONValue.object(Response.grant(grant)).serialized) }

@@ -5,33 +5,60 @@ import LockClient
 import LockCore
 import LockProtocol
 
-/// Runs CMD under lockctl's watch and returns the exit status lockctl should end with.
+/// How a command ended, and so how lockctl ends: with the same exit code, or by the same signal,
+/// so that a calling shell sees what it would have seen without lockctl (a bash script stops on
+/// Ctrl-C only when its foreground command died *by* SIGINT).
+enum CommandEnd: Equatable {
+    case exited(Int32)
+    case signaled(Int32)
+
+    /// Ends lockctl the same way. Exiting directly skips argument-parser's error path, which
+    /// builds a message by reflection: 2.7% of a `run` (docs/performance.md).
+    func finish() -> Never {
+        switch self {
+        case .exited(let code):
+            exit(code)
+        case .signaled(let signal):
+            lockd_die_by_signal(signal)
+            exit(128 + signal)
+        }
+    }
+}
+
+/// Runs CMD under lockctl's watch (docs/lockctl.md).
 ///
-/// - Shielded: CMD runs in a process group of its own (so a terminal's Ctrl-C skips it) and every
-///   SIGINT/SIGTERM/SIGHUP lockctl receives is held back until CMD ends; then lockctl exits
-///   128+the first of them.
-/// - Not shielded: CMD also gets a group of its own but takes over the terminal's foreground, so
-///   a terminal's signals reach it once, directly; signals sent to lockctl are forwarded once.
-///
-/// Either way CMD dies with lockctl (PR_SET_PDEATHSIG), so it never outlives the hold.
+/// CMD stays in lockctl's process group, so the shell sees one job: it keeps the terminal (it may
+/// prompt), and Ctrl-C and Ctrl-Z reach both.
+/// - Shielded: CMD starts with SIGINT/SIGTERM/SIGHUP/SIGQUIT ignored; lockctl holds back every
+///   SIGINT/SIGTERM/SIGHUP it receives and, once CMD has ended and the lock is released, dies by
+///   the first of them.
+/// - Not shielded: a signal from the terminal reaches CMD directly; one sent to lockctl alone is
+///   forwarded, once.
+/// - A CMD that stops (SIGSTOP, SIGTTIN, ...) stops lockctl too, as a shell's job would; when
+///   lockctl is continued it continues CMD.
 struct ChildProcess {
     let arguments: [String]
     let shielded: Bool
+    /// The connection CMD inherits (the hold then lasts while any process holding it lives).
+    var inherited: LockConnection? = nil
+    /// Whether CMD dies with lockctl (PR_SET_PDEATHSIG), when it must not outlive the hold.
+    var diesWithLockctl = false
 
-    func run(signals: TerminationSignals, connection: LockConnection?, lockName: String?) throws(ExitCode) -> Int32 {
-        let tty = shielded ? -1 : lockd_foreground_tty()
-        let pid = try spawn(tty: tty)
-        defer { lockd_reclaim_tty(tty) }
+    func run(signals: TerminationSignals, connection: LockConnection?, lockName: String?) throws(ExitCode) -> CommandEnd
+    {
+        let children = lockd_signalfd(SIGCHLD, 0, 0)
+        let pid = try spawn()
         let pidfd = lockd_pidfd_open(pid)
         var deferred: Int32?
+        var reaped: Int32?
         var watched = connection
         while true {
-            let ready = waitReadable([pidfd, signals.fd, watched?.fd ?? -1])
+            let ready = waitReadable([pidfd, signals.fd, watched?.fd ?? -1, children])
             if ready[1] {
                 for received in signals.drain() {
                     if shielded {
                         deferred = deferred ?? received.signal
-                    } else {
+                    } else if !received.isFromTerminal {
                         kill(pid, received.signal)
                     }
                 }
@@ -39,21 +66,47 @@ struct ChildProcess {
             if ready[2], let connection = watched {
                 watched = watchDaemon(connection, lockName: lockName)
             }
+            if ready[3] {
+                drainSignalfd(children)
+                reaped = followStop(of: pid)
+                if reaped != nil { break }
+            }
             if ready[0] || pidfd < 0 { break }
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-        if let deferred { return 128 + deferred }
-        let exitStatus = (status >> 8) & 0xff
+        var status: Int32 = reaped ?? 0
+        while reaped == nil, waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        if let deferred { return .signaled(deferred) }
         let termination = status & 0x7f
-        return termination == 0 ? exitStatus : 128 + termination
+        return termination == 0 ? .exited((status >> 8) & 0xff) : .signaled(termination)
     }
 
-    private func spawn(tty: Int32) throws(ExitCode) -> pid_t {
+    /// A stopped CMD would otherwise leave lockctl waiting with the lock held and nothing shown:
+    /// lockctl says so and stops too, so the shell reports the job stopped; once continued, it
+    /// continues CMD.
+    /// - Returns: CMD's wait status when it has ended meanwhile (and is reaped now).
+    private func followStop(of pid: pid_t) -> Int32? {
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG | WUNTRACED) == pid else { return nil }
+        guard status & 0xff == 0x7f else { return status }
+        // Ctrl-Z stopped lockctl too, and it only runs again once continued: look whether CMD
+        // is still stopped before stopping again.
+        guard lockd_process_state(pid) == CChar(UInt8(ascii: "T")) else { return nil }
+        let signal = (status >> 8) & 0xff
+        printError(
+            "\(arguments[0]) (pid \(pid)) stopped (\(signalName(signal))); the lock stays held; "
+                + "lockctl stops too (continue with fg or kill -CONT \(getpid()))")
+        kill(getpid(), SIGSTOP)
+        kill(pid, SIGCONT)
+        return nil
+    }
+
+    private func spawn() throws(ExitCode) -> pid_t {
         var cStrings = arguments.map { strdup($0) }
         cStrings.append(nil)
         defer { for pointer in cStrings { free(pointer) } }
-        let options = lockd_spawn_options(new_process_group: 1, parent_death_signal: SIGKILL, foreground_tty: tty)
+        let options = lockd_spawn_options(
+            ignore_termination: shielded ? 1 : 0, inherit_fd: inherited?.fd ?? -1,
+            parent_death_signal: diesWithLockctl ? SIGKILL : 0)
         let pid = cStrings.withUnsafeBufferPointer { lockd_spawn(arguments[0], $0.baseAddress, options) }
         guard pid > 0 else {
             let code = errno
@@ -80,5 +133,28 @@ struct ChildProcess {
             printError("warning: lost the connection to lockd; the lock \"\(lockName ?? "?")\" is no longer held")
             return nil
         }
+    }
+}
+
+/// Empties a signalfd whose only news is that something arrived.
+private func drainSignalfd(_ fd: Int32) {
+    var sender: Int32 = 0
+    var code: Int32 = 0
+    while lockd_signalfd_read(fd, &sender, &code) > 0 {}
+}
+
+/// `SIGTSTP` and the like, for messages.
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGINT: "SIGINT"
+    case SIGTERM: "SIGTERM"
+    case SIGHUP: "SIGHUP"
+    case SIGQUIT: "SIGQUIT"
+    case SIGKILL: "SIGKILL"
+    case SIGSTOP: "SIGSTOP"
+    case SIGTSTP: "SIGTSTP"
+    case SIGTTIN: "SIGTTIN"
+    case SIGTTOU: "SIGTTOU"
+    default: "signal \(signal)"
     }
 }

@@ -17,6 +17,15 @@ enum Exit {
     static let denied: Int32 = 77
 }
 
+/// Whether failures are also printed as JSON on stdout (`--json`). lockctl is one thread and sets
+/// this once, before its first request.
+nonisolated(unsafe) var failuresAsJSON = false
+
+/// How long lockctl waits for an answer that is not a lock wait (`--daemon-timeout`): a stopped
+/// (SIGSTOP) or wedged lockd must not hang a script (docs/lockctl.md). Set once, before the first
+/// request.
+nonisolated(unsafe) var answerTimeout = 10.0
+
 /// Prints one line on stderr, `lockctl: ...`.
 func printError(_ message: String) {
     let bytes = Array("lockctl: \(message)\n".utf8)
@@ -29,21 +38,63 @@ func printLine(_ text: String) {
     _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }
 
-/// Maps a failure to its message and exit code.
+/// Reports a failure: one line on stderr, and with `--json` the protocol's error object on stdout.
+func report(_ context: String, code: String, _ message: String) {
+    printError("\(context) failed: \(message)")
+    if failuresAsJSON {
+        let error = JSONValue.object([("code", .string(code)), ("message", .string(message))])
+        printLine(JSONValue.object([("ok", false), ("error", error)]).serialized)
+    }
+}
+
+/// Maps a failure before or around an answer to its message and exit code.
 func fail(_ context: String, _ error: ClientError) -> ExitCode {
-    printError("\(context) failed: \(error.message)")
     switch error.kind {
-    case .unreachable: return ExitCode(Exit.unreachable)
-    case .permissionDenied: return ExitCode(Exit.denied)
-    case .connectionLost, .badResponse, .timedOut: return ExitCode(Exit.software)
+    case .unreachable:
+        report(context, code: "unreachable", error.message)
+        return ExitCode(Exit.unreachable)
+    case .permissionDenied:
+        report(context, code: "denied", error.message)
+        return ExitCode(Exit.denied)
+    case .refused:
+        let code = error.code ?? .limit
+        report(context, code: code.description, error.message)
+        return ExitCode(exitStatus(for: code))
+    case .connectionLost:
+        report(context, code: "unreachable", "lockd went away: \(error.message)")
+        return ExitCode(Exit.unreachable)
+    case .timedOut:
+        report(context, code: "unreachable", "\(error.message) (is lockd stopped?)")
+        return ExitCode(Exit.unreachable)
+    case .badResponse:
+        report(context, code: "bad_response", error.message)
+        return ExitCode(Exit.software)
     }
 }
 
 /// Checks a daemon answer; on failure prints the cause and returns the exit code to use.
 func failure(of answer: Answer, _ context: String, conflictExitCode: Int32 = Exit.conflict) -> ExitCode? {
     guard let error = answer.error else { return nil }
-    printError("\(context) failed: \(error.message)")
+    report(context, code: error.code.description, error.message)
     return ExitCode(exitStatus(for: error.code, conflictExitCode: conflictExitCode))
+}
+
+/// Refuses a bad value of an option: exit 65 (EX_DATAERR), as the README promises.
+func invalidValue(_ message: String) -> ExitCode {
+    printError(message)
+    return ExitCode(Exit.invalid)
+}
+
+/// Reads a number of seconds given on the command line: a decimal number >= `minimum`, or `inf`.
+/// - Returns: `nil` for `inf` (no bound).
+func seconds(_ text: String, option: String, minimum: Double = 0) throws(ExitCode) -> Double? {
+    let lowered = text.lowercased()
+    if lowered == "inf" || lowered == "infinity" { return nil }
+    guard let value = Double(text), value.isFinite, value >= minimum else {
+        throw invalidValue(
+            "\(option) must be a number of seconds >= \(minimum == 0 ? "0" : "\(minimum)"), or inf; not \"\(text)\"")
+    }
+    return value
 }
 
 /// The exit status for an error code of lockd's.
@@ -61,7 +112,7 @@ func exitStatus(for code: LockError.Code, conflictExitCode: Int32 = Exit.conflic
 /// A lock name from the command line, or exit 65 with the protocol's reason.
 func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
     guard let name = LockName(raw) else {
-        printError("\(context) failed: invalid lock name: use 1-255 bytes of A-Z a-z 0-9 . _ : / @ + -")
+        report(context, code: "invalid", "invalid lock name: use 1-255 bytes of A-Z a-z 0-9 . _ : / @ + -")
         throw ExitCode(Exit.invalid)
     }
     return name
@@ -76,8 +127,11 @@ protocol DaemonCommand: ParsableCommand {
 
 extension DaemonCommand {
     func connect(_ context: String) throws(ExitCode) -> LockConnection {
+        if let text = global.daemonTimeout ?? lockctl.global.daemonTimeout {
+            answerTimeout = try seconds(text, option: "--daemon-timeout") ?? Seconds.ceiling
+        }
         do {
-            return try LockConnection(path: SocketPath.resolve(global.socket ?? lockctl.global.socket))
+            return try LockConnection.connect(toFirstOf: SocketPath.candidates(global.socket ?? lockctl.global.socket))
         } catch {
             throw fail(context, error)
         }
@@ -89,7 +143,7 @@ extension OwnerOptions {
     func spec(ttl: Double? = nil, _ context: String) throws(ExitCode) -> OwnerSpec {
         if let token {
             guard Request.isValidToken(token) else {
-                printError("\(context) failed: a token is 1-255 bytes with no control characters")
+                report(context, code: "invalid", "a token is 1-255 bytes with no control characters")
                 throw ExitCode(Exit.invalid)
             }
             return .token(token, ttl: ttl)
@@ -102,7 +156,7 @@ extension OwnerOptions {
 func call(_ connection: LockConnection, _ context: String, _ operation: Operation) throws(ExitCode) -> Answer {
     let answer: Answer
     do {
-        answer = try connection.call(operation)
+        answer = try connection.call(operation, timeout: answerTimeout)
     } catch {
         throw fail(context, error)
     }

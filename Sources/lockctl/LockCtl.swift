@@ -8,8 +8,9 @@ struct LockCtl: ParsableCommand {
         abstract: "Use lockd's named locks from shell scripts.",
         discussion: """
             Exit codes: 0 ok; 1 conflict (busy, timeout, deadlock; see --conflict-exit-code); 2 not held; \
-            64 usage; 65 invalid value; 69 daemon unreachable; 70 other failure; 75 daemon shutting down; \
-            77 denied. `run` and `shield` exit with the command's status, or 128+signal.
+            64 usage; 65 invalid value; 69 daemon unreachable, gone or not answering; 70 other failure; \
+            75 daemon stopping or a daemon limit reached; 77 denied. `run` and `shield` end as the \
+            command ended: with its status, or by the same signal.
             """,
         version: lockdVersion,
         subcommands: [
@@ -21,8 +22,19 @@ struct LockCtl: ParsableCommand {
 
 /// Options every command accepts.
 struct GlobalOptions: ParsableArguments {
-    @Option(help: "lockd's socket (default: $LOCKD_SOCKET, else the daemon's default path).")
+    @Option(
+        help:
+            "lockd's socket (default: $LOCKD_SOCKET, else your own lockd's socket, else the system's, /run/lockd/lockd.sock)."
+    )
     var socket: String?
+
+    @Option(help: "Seconds to wait for lockd to answer anything but a lock wait (default: 10).")
+    var daemonTimeout: String?
+
+    func validate() throws {
+        if socket?.isEmpty == true { throw invalidValue("--socket needs a path, not an empty string") }
+        if let daemonTimeout { _ = try seconds(daemonTimeout, option: "--daemon-timeout") }
+    }
 }
 
 /// Whose hold a command is about; the default is the calling shell (lockctl's parent process).

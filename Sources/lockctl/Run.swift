@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLockSupport
 import Glibc
 import LockClient
 import LockProtocol
@@ -12,6 +13,10 @@ struct Run: DaemonCommand {
     @OptionGroup var waitOptions: WaitOptions
     @Flag(help: "Shield the command: hold back SIGINT/SIGTERM/SIGHUP, break and daemon stop until it ends.")
     var shield = false
+    @Flag(
+        name: [.customShort("o"), .long],
+        help: "Do not pass the connection to the command: the hold ends with lockctl, and the command dies with it.")
+    var close = false
     @OptionGroup var global: GlobalOptions
     @ParentCommand var lockctl: LockCtl
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
@@ -31,12 +36,20 @@ struct Run: DaemonCommand {
         if shield {
             _ = try call(connection, context, .shield(lock: lock, owner: .session, on: true))
         }
-        let status = try ChildProcess(arguments: command, shielded: shield)
-            .run(signals: signals, connection: connection, lockName: name)
-        // Release explicitly (a shielded hold may be released by its owner) so that the lock is
-        // free before lockctl exits, not merely once lockd notices the closed connection.
-        _ = try? connection.call(.release(lock: lock, owner: .session, all: true), timeout: 5)
-        exitWithCommandStatus(status)
+        // The command inherits the connection (unless --close): like flock's descriptor, the
+        // hold then lasts while any process of the command lives, even if lockctl is killed.
+        // As a subreaper, lockctl adopts what the command leaves running, and so can tell.
+        if !close { lockd_become_subreaper() }
+        let child = ChildProcess(
+            arguments: command, shielded: shield, inherited: close ? nil : connection, diesWithLockctl: close)
+        let end = try child.run(signals: signals, connection: connection, lockName: name)
+        // When nothing of the command is left, release now, so that the lock is free before
+        // lockctl ends and not merely once lockd notices the closed connection. Processes left
+        // behind keep the hold until the last of them closes the connection (flock's rule).
+        if close || lockd_has_children() == 0 {
+            _ = try? connection.call(.release(lock: lock, owner: .session, all: true), timeout: 5)
+        }
+        end.finish()
     }
 }
 
@@ -69,22 +82,24 @@ struct Shield: DaemonCommand {
     func run() throws {
         guard let name else {
             let signals = TerminationSignals()
-            exitWithCommandStatus(
-                try ChildProcess(arguments: command, shielded: true).run(
-                    signals: signals, connection: nil, lockName: nil))
+            try ChildProcess(arguments: command, shielded: true).run(signals: signals, connection: nil, lockName: nil)
+                .finish()
         }
+        failuresAsJSON = json
         let context = "shield \"\(name)\""
+        if on, owner.token != nil {
+            // A token's shield lasts as long as the connection that opened it (a dead client must
+            // not defer a lease forever), and lockctl's ends when it exits: it would be gone at once.
+            printError(
+                "\(context) failed: a shield on a token hold lasts only while the connection that opened it is "
+                    + "open, and lockctl's closes when it exits; use `lockctl run \(name) --shield -- CMD`, or open "
+                    + "the shield from a program that keeps its connection")
+            throw ExitCode(Exit.usage)
+        }
         let lock = try lockName(name, context)
         let owner = try owner.spec(context)
         let connection = try connect(context)
         let answer = try call(connection, context, .shield(lock: lock, owner: owner, on: on))
         if json { printLine(JSONValue.object([("depth", answer.depth.map(JSONValue.int) ?? .null)]).serialized) }
     }
-}
-
-/// Ends lockctl with the command's status. Throwing `ExitCode` would do the same through
-/// argument-parser's error path, which builds a message by reflection: 2.7% of a `run`
-/// (docs/performance.md).
-private func exitWithCommandStatus(_ status: Int32) -> Never {
-    exit(status)
 }

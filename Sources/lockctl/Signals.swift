@@ -10,10 +10,14 @@ struct TerminationSignals {
         var signal: Int32
         var senderPid: Int32
         var code: Int32
+
+        /// Whether the kernel sent it to the whole foreground process group (the terminal's
+        /// Ctrl-C, Ctrl-\\, a hang-up): then the command, in the same group, has it already.
+        var isFromTerminal: Bool { code == 0x80 }  // SI_KERNEL
     }
 
     init() {
-        fd = lockd_signalfd_for_termination(0)
+        fd = lockd_signalfd(SIGINT, SIGTERM, SIGHUP)
     }
 
     /// The signals that arrived since the last call.

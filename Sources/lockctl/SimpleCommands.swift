@@ -1,4 +1,5 @@
 import ArgumentParser
+import LockCore
 import LockProtocol
 
 struct Release: DaemonCommand {
@@ -13,6 +14,7 @@ struct Release: DaemonCommand {
     @ParentCommand var lockctl: LockCtl
 
     func run() throws {
+        failuresAsJSON = json
         let context = "release \"\(name)\""
         let lock = try lockName(name, context)
         let owner = try owner.spec(context)
@@ -26,19 +28,27 @@ struct Renew: DaemonCommand {
     static let configuration = CommandConfiguration(commandName: "renew", abstract: "Renew a token's lease.")
 
     @Option(help: "The token.") var token: String
-    @Option(help: "New lease in seconds.") var ttl: Double
+    @Option(parsing: .unconditional, help: "New lease in seconds (at least 0.001; inf is lockd's 100-year ceiling).")
+    var ttl: String
+
+    func validate() throws { _ = try lease() }
+
+    private func lease() throws(ExitCode) -> Double {
+        try seconds(ttl, option: "--ttl", minimum: 0.001) ?? Seconds.ceiling
+    }
     @Flag(help: "Print the daemon's answer as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
     @ParentCommand var lockctl: LockCtl
 
     func run() throws {
+        failuresAsJSON = json
         let context = "renew \"\(token)\""
         guard Request.isValidToken(token) else {
             printError("\(context) failed: a token is 1-255 bytes with no control characters")
             throw ExitCode(Exit.invalid)
         }
         let connection = try connect(context)
-        let answer = try call(connection, context, .renew(token: token, ttl: ttl))
+        let answer = try call(connection, context, .renew(token: token, ttl: lease()))
         if json { printLine(JSONValue.object([("expires", answer.expires.map(JSONValue.string) ?? .null)]).serialized) }
     }
 }
@@ -54,6 +64,7 @@ struct Break: DaemonCommand {
     @ParentCommand var lockctl: LockCtl
 
     func run() throws {
+        failuresAsJSON = json
         let context = "break \"\(name)\""
         let lock = try lockName(name, context)
         let connection = try connect(context)

@@ -1,72 +1,171 @@
 import ArgumentParser
+import Glibc
 import LockProtocol
 
 struct Status: DaemonCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show who holds and who waits for locks.")
+        commandName: "status",
+        abstract: "Show who holds and who waits for locks.",
+        discussion: """
+            STATE is held, waiting, breaking (a break waits for the holder's shield to close) or expiring \
+            (the lease ran out; the expiry waits for the shield). AGE is how long the hold or wait has lasted; \
+            --since shows the times instead. Text from other users (command lines, tokens) is shown with \
+            control characters escaped.
+            """)
 
     @Argument(help: "Only this lock.") var name: String?
-    @Flag(help: "Print the protocol's JSON answer.") var json = false
+    @Flag(help: "Print the protocol's JSON answer (failures too).") var json = false
+    @Flag(help: "Print nothing; exit 0 when the lock NAME is held, 1 when it is free.") var check = false
+    @Flag(help: "Show when holds and waits began and when leases end, instead of ages.") var since = false
     @OptionGroup var global: GlobalOptions
     @ParentCommand var lockctl: LockCtl
 
+    func validate() throws {
+        if check, name == nil { throw ValidationError("--check needs a lock NAME") }
+    }
+
     func run() throws {
+        failuresAsJSON = json
         let context = name.map { "status \"\($0)\"" } ?? "status"
         let lock = try name.map { (raw) throws(ExitCode) in try lockName(raw, context) }
         let connection = try connect(context)
-        let locks = JSONValue.array(try call(connection, context, .status(lock: lock)).locks ?? [])
+        let locks = try call(connection, context, .status(lock: lock)).locks ?? []
+        if check { throw ExitCode(locks.contains { !($0["holders"]?.elements.isEmpty ?? true) } ? 0 : 1) }
         if json {
-            printLine(JSONValue.object([("locks", locks)]).serialized)
+            printLine(JSONValue.object([("locks", .array(locks))]).serialized)
             return
         }
-        guard case .array(let entries) = locks, !entries.isEmpty else {
+        guard !locks.isEmpty else {
             printLine(name == nil ? "no locks held" : "lock \"\(name!)\" is free")
             return
         }
+        for line in StatusTable(locks: locks, now: wallClock(), absolute: since).lines { printLine(line) }
+    }
+
+    private func wallClock() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+}
+
+/// The `status` table: one row per holder and waiter, at most ``width`` columns (the command line
+/// is cut to fit), every cell escaped for the terminal.
+struct StatusTable {
+    static let width = 100
+    let locks: [JSONValue]
+    let now: Double
+    let absolute: Bool
+
+    var lines: [String] {
         var rows = [
-            ["LOCK", "STATE", "MODE", "FENCE", "OWNER", "PID", "COUNT", "SHIELD", "SINCE", "EXPIRES", "COMMAND"]
+            [
+                "LOCK", "STATE", "MODE", "FENCE", "OWNER", "PID", "N", "SH", absolute ? "SINCE" : "AGE", "EXPIRES",
+                "COMMAND",
+            ]
         ]
-        for lock in entries {
-            let lockName = lock["name"]?.string ?? "?"
-            if case .array(let holders) = lock["holders"] ?? .null {
-                for holder in holders {
-                    rows.append([
-                        lockName, "held", text(holder["mode"]), text(holder["fence"]), owner(holder["owner"]),
-                        text(holder["pid"]), text(holder["count"]), text(holder["shielded"]), text(holder["since"]),
-                        text(holder["expires"]), text(holder["cmdline"]),
-                    ])
-                }
+        for lock in locks {
+            let lockName = cell(lock["name"], limit: 24)
+            for holder in lock["holders"]?.elements ?? [] {
+                let state = holder["deferred"]?.string.map { $0 == "break" ? "breaking" : "expiring" } ?? "held"
+                rows.append([
+                    lockName, state, mode(holder["mode"]), cell(holder["fence"]), owner(holder["owner"]),
+                    cell(holder["pid"]), cell(holder["count"]), cell(holder["shielded"]), time(holder["since"]),
+                    expiry(holder["expires"]), cell(holder["cmdline"], limit: .max),
+                ])
             }
-            if case .array(let waiters) = lock["waiters"] ?? .null {
-                for waiter in waiters {
-                    rows.append([
-                        lockName, "waiting", text(waiter["mode"]), "-", owner(waiter["owner"]), text(waiter["pid"]),
-                        "-", "-", text(waiter["since"]), "-", text(waiter["cmdline"]),
-                    ])
-                }
+            for waiter in lock["waiters"]?.elements ?? [] {
+                rows.append([
+                    lockName, "waiting", mode(waiter["mode"]), "-", owner(waiter["owner"]), cell(waiter["pid"]), "-",
+                    "-", time(waiter["since"]), "-", cell(waiter["cmdline"], limit: .max),
+                ])
             }
         }
-        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            let cells = row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
+        let columns = rows[0].count
+        let widths = (0..<columns).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            var line = ""
+            for column in 0..<columns - 1 {
+                line += row[column] + String(repeating: " ", count: widths[column] - row[column].count + 2)
             }
-            printLine(cells.joined(separator: "  "))
+            let room = max(8, Self.width - line.count)
+            return line + truncated(row[columns - 1], to: room)
         }
     }
 
-    private func text(_ value: JSONValue?) -> String {
+    private func cell(_ value: JSONValue?, limit: Int = 16) -> String {
+        let text: String
         switch value {
-        case .string(let string)?: string
-        case nil, .null?: "-"
-        case let other?: other.serialized
+        case .string(let string)?: text = string
+        case nil, .null?: text = "-"
+        case let other?: text = other.serialized
         }
+        return truncated(Self.printable(text), to: limit)
+    }
+
+    private func mode(_ value: JSONValue?) -> String {
+        value?.string == "exclusive" ? "excl" : cell(value)
     }
 
     private func owner(_ value: JSONValue?) -> String {
         if let session = value?["session"]?.string { return "session \(session)" }
         if let pid = value?["pid"] { return "pid \(pid.serialized)" }
-        if let token = value?["token"]?.string { return "token \(token)" }
+        if let token = value?["token"]?.string { return truncated("token " + Self.printable(token), to: 24) }
         return "-"
+    }
+
+    private func time(_ value: JSONValue?) -> String {
+        guard let text = value?.string, let since = Timestamp.parse(text) else { return cell(value) }
+        return absolute ? text : Self.duration(now - since)
+    }
+
+    private func expiry(_ value: JSONValue?) -> String {
+        guard let text = value?.string, let expires = Timestamp.parse(text) else { return cell(value) }
+        if absolute { return text }
+        return expires <= now ? "now" : "in " + Self.duration(expires - now)
+    }
+
+    private func truncated(_ text: String, to limit: Int) -> String {
+        text.count <= limit ? text : String(text.prefix(max(0, limit - 1))) + "…"
+    }
+
+    /// `12s`, `3m05s`, `2h03m`, `4d02h`.
+    static func duration(_ seconds: Double) -> String {
+        let total = Int(max(0, min(seconds, 1e12)))
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        switch total {
+        case ..<60: return "\(total)s"
+        case ..<3600: return "\(total / 60)m\(two(total % 60))s"
+        case ..<86400: return "\(total / 3600)h\(two(total / 60 % 60))m"
+        default: return "\(total / 86400)d\(two(total / 3600 % 24))h"
+        }
+    }
+
+    /// Text from other users as the terminal should show it: control and other non-printing
+    /// characters (ESC, newline, C1 controls, DEL) as `\x1b`-style escapes, and the backslash
+    /// doubled, so that nothing in a command line or token can move the cursor or recolour
+    /// root's terminal.
+    static func printable(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x5C: out += "\\\\"
+            case 0x09: out += "\\t"
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0..<0x20, 0x7F..<0xA0, 0x2028, 0x2029, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069:
+                let hex = String(scalar.value, radix: 16)
+                out += scalar.value < 0x100 ? "\\x" + (hex.count < 2 ? "0" + hex : hex) : "\\u{\(hex)}"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+}
+
+extension JSONValue {
+    var elements: [JSONValue] {
+        if case .array(let elements) = self { return elements }
+        return []
     }
 }

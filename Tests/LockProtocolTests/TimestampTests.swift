@@ -29,4 +29,17 @@ struct TimestampTests {
         #expect(Timestamp.format(-.infinity) == "0001-01-01T00:00:00.000Z")
         #expect(Timestamp.format(.nan) == "1970-01-01T00:00:00.000Z")
     }
+
+    @Test("parse reads back what format writes", arguments: [0, 951_782_400, 1_764_088_563.123, -1, 4_951_777_686.177])
+    func roundTrip(_ time: Double) throws {
+        let parsed = try #require(Timestamp.parse(Timestamp.format(time)))
+        #expect(abs(parsed - (time * 1000).rounded(.down) / 1000) < 1e-6)
+    }
+
+    @Test(
+        "parse refuses other text",
+        arguments: ["", "2026-11-30", "2026-13-01T00:00:00.000Z", "x026-11-30T00:00:00.000Z"])
+    func refuses(_ text: String) {
+        #expect(Timestamp.parse(text) == nil)
+    }
 }

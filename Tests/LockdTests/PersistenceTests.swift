@@ -123,7 +123,7 @@ struct PersistenceTests {
         #expect(try client.acquire("held").isOK)
         let other = try daemon.connect()
         _ = try other.send(op: "acquire", [("lock", "held"), ("wait", .double(1e300))])
-        let status = try daemon.lockctl("status")
+        let status = try daemon.lockctl("status", "--since")
         #expect(status.status == 0, "\(status.stderr)")
         #expect(status.stdout.contains("evil") && status.stdout.contains("21"), "\(status.stdout)")
 

@@ -178,6 +178,13 @@ func spawn(_ path: String, _ arguments: [String], environment: [String: String] 
     return (process, out)
 }
 
+/// The signal that ended `process`, or `nil` when it exited (a shell sees the difference: a
+/// script stops on Ctrl-C only when its command died *by* SIGINT).
+func diedBy(_ process: Process) -> Int32? {
+    guard !process.isRunning, process.terminationReason == .uncaughtSignal else { return nil }
+    return process.terminationStatus
+}
+
 func waitExit(_ process: some RunningProcess, timeout: Double = 10) -> Int32? {
     guard eventually(timeout: timeout, { !process.isRunning }) else {
         kill(process.processIdentifier, SIGKILL)

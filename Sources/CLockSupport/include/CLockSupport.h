@@ -22,33 +22,45 @@ int lockd_pidfd_exited(int pidfd);
 
 /// Options for lockd_spawn.
 typedef struct {
-    /// Put the child in a process group of its own (so a terminal's signals skip it).
-    int new_process_group;
+    /// Start the child with SIGINT, SIGTERM, SIGHUP and SIGQUIT ignored (a shielded command: the
+    /// terminal's Ctrl-C reaches the whole foreground group, and only lockctl acts on it).
+    int ignore_termination;
+    /// A descriptor the child inherits (lockctl's connection to lockd, so that the hold lasts
+    /// while any process holding it lives), or -1.
+    int inherit_fd;
     /// Signal the child receives when the spawning process dies (PR_SET_PDEATHSIG); 0 for none.
     int parent_death_signal;
-    /// With a new process group: a terminal fd whose foreground group the child takes, or -1.
-    int foreground_tty;
 } lockd_spawn_options;
 
-/// The terminal among fds 0-2 whose foreground process group is the caller's, or -1.
-int lockd_foreground_tty(void);
-
-/// Makes the caller's process group the foreground group of `tty` again (SIGTTOU ignored).
-void lockd_reclaim_tty(int tty);
-
-/// fork + execvp with only async-signal-safe work in the child: the signal mask is cleared,
-/// SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGPIPE go back to their default action, and the child dies with
-/// its parent. Returns the child's pid, or -1 with errno set (also when exec failed: the child's
-/// errno is passed back through a close-on-exec pipe).
+/// fork + execvp with only async-signal-safe work in the child, which stays in the caller's
+/// process group (one job for the shell: Ctrl-C and Ctrl-Z reach both, and the command keeps the
+/// terminal): the signal mask is cleared, SIGINT/SIGTERM/SIGHUP/SIGQUIT go back to their default
+/// action (or are ignored, see the options), SIGPIPE to its default. Returns the child's pid, or
+/// -1 with errno set (also when exec failed: the child's errno comes back through a pipe).
 pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options options);
 
-/// Blocks SIGINT, SIGTERM, SIGHUP (and SIGQUIT when `quit` is set) and returns a signalfd
-/// that reads them, or -1 with errno set.
-int lockd_signalfd_for_termination(int quit);
+/// Blocks `signal` (and `also` and `more`, when not 0) and returns a signalfd that reads them,
+/// or -1 with errno set.
+int lockd_signalfd(int signal, int also, int more);
 
 /// Reads one siginfo from a signalfd. Returns the signal number, 0 when none is pending, -1 on
 /// error; `sender_pid` and `code` receive ssi_pid and ssi_code.
 int lockd_signalfd_read(int fd, pid_t *sender_pid, int *code);
+
+/// Ends the caller by `signal` as if it had not been caught: the default action is restored, the
+/// signal unblocked and sent (no core file is written). Returns only if the signal does not end
+/// the process (then the caller should exit 128+signal).
+void lockd_die_by_signal(int signal);
+
+/// Makes the caller a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned descendants of its
+/// children become its children, so it can tell whether a command left processes behind.
+void lockd_become_subreaper(void);
+
+/// Whether the caller has children that have not been reaped (running or not yet waited for).
+int lockd_has_children(void);
+
+/// The state letter of /proc/PID/stat (R, S, T, Z, ...), or 0 when it cannot be read.
+char lockd_process_state(pid_t pid);
 
 /// Raises the soft limit on open files to the hard one (at most 2^20): every client is a
 /// descriptor, and systemd advises it for programs that do not use select(2).

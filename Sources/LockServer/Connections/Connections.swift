@@ -28,15 +28,19 @@ final class Connections {
     /// Registers a new connection, or answers one `limit` error and closes it when `maxClients`
     /// connections are open already.
     func open(
-        context: ChannelHandlerContext, identity: ClientIdentity, maxClients: Int,
+        context: ChannelHandlerContext, identity: ClientIdentity, maxClients: Int, stopping: Bool,
         groups: @escaping (Int32, UInt32) -> Set<UInt32>
     ) -> Session? {
+        if stopping {
+            // The listener stays open while a stop waits for shields, so a client learns why it
+            // cannot have a lock instead of finding no socket.
+            refuse(context, identity, groups, LockError.shuttingDown("lockd is stopping; try again when it is back"))
+            return nil
+        }
         guard sessions.count < maxClients else {
             logRefusal(identity, maxClients: maxClients, now: context.eventLoop.now)
             let error = LockError(.limit, "lockd serves at most \(maxClients) connections (limits.max_clients)")
-            let refused = Session(id: SessionID(0), identity: identity, context: context, groups: groups)
-            _ = refused.send(Response.error(nil, error), scratch: &scratch)
-            refused.flushAndClose()
+            refuse(context, identity, groups, error)
             return nil
         }
         let session = Session(id: SessionID(nextSession), identity: identity, context: context, groups: groups)
@@ -46,6 +50,17 @@ final class Connections {
             "client connected",
             metadata: ["session": "\(session.id)", "client_pid": "\(identity.pid)", "client_uid": "\(identity.uid)"])
         return session
+    }
+
+    /// Answers one connection-level error line (`"id": null`) and closes the connection.
+    private func refuse(
+        _ context: ChannelHandlerContext, _ identity: ClientIdentity,
+        _ groups: @escaping (Int32, UInt32) -> Set<UInt32>,
+        _ error: LockError
+    ) {
+        let refused = Session(id: SessionID(0), identity: identity, context: context, groups: groups)
+        _ = refused.send(Response.error(nil, error), scratch: &scratch)
+        refused.flushAndClose()
     }
 
     /// Forgets a closed connection.

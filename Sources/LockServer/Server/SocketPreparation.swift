@@ -13,6 +13,11 @@ enum SocketPreparation {
     /// socket file; refuses when the path is not a socket or something answers on it.
     /// - Returns: whether a stale socket file was removed.
     static func prepare(path: String) throws(Refusal) -> Bool {
+        // Said before anything is created: NIO would only say `unixDomainSocketPathTooLong`.
+        let limit = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+        guard path.utf8.count <= limit else {
+            throw Refusal(description: "socket path is too long: \(path.utf8.count) bytes, at most \(limit)")
+        }
         try makeDirectories(for: path)
         var info = stat()
         guard lstat(path, &info) == 0 else { return false }

@@ -146,7 +146,7 @@ final class LockService {
         let processes = owners.processes
         let session = connections.open(
             context: context, identity: identity, maxClients: configuration.limits.maxClients,
-            groups: { processes.groups(of: $0, primary: $1) })
+            stopping: isShuttingDown, groups: { processes.groups(of: $0, primary: $1) })
         if session != nil { reporter.changed() }
         return session
     }
@@ -279,7 +279,6 @@ final class LockService {
 
     func beginShutdown() {
         guard case .running = lifecycle else { return }
-        listener?.close(promise: nil)
         mutate { table, now, effects in table.beginShutdown(now: now, effects: &effects) }
         endOfBurst()
         let shields = table.openShieldCount
@@ -309,6 +308,7 @@ final class LockService {
         guard case .draining(let grace) = lifecycle else { return }
         grace?.cancel()
         lifecycle = .finished
+        listener?.close(promise: nil)
         for session in connections.all { closeAfterFlush(session) }
         owners.stopAll()
         reporter.finish()

@@ -1,0 +1,244 @@
+import Foundation
+import LockClient
+import LockProtocol
+import Testing
+
+/// Runs `script` with bash on a new pseudo-terminal (Tests/LockdTests/pty-session.py): once the
+/// file `$R` exists, `keys` are typed. Returns how bash ended and what the terminal showed.
+func terminalSession(_ daemon: Daemon, script: String, keys: String, timeout: Double = 15) throws -> [String: JSONValue]
+{
+    let ready = daemon.directory + "/ready-\(UUID().uuidString.prefix(6))"
+    let helper = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("pty-session.py")
+        .path
+    let run = try execute(
+        "/usr/bin/env",
+        [
+            "R=\(ready)", "L=\(Binaries.lockctl)", "LOCKD_SOCKET=\(daemon.socket)", "python3", helper, ready,
+            "\(timeout)", keys, "--", "/bin/bash", "-c", script,
+        ], timeout: timeout + 10)
+    let result = try JSONValue.parse(Array(run.stdout.utf8))
+    guard case .object(let members) = result else { return [:] }
+    return Dictionary(members.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+}
+
+@Suite("lockctl in real shells", .serialized)
+struct ShellTests {
+    @Test("Ctrl-C during `lockctl run` stops the calling script, as it would with flock")
+    func controlCStopsScript() throws {
+        let daemon = try Daemon()
+        let session = try terminalSession(
+            daemon, script: "$L run ms -- bash -c 'touch $R; sleep 5'; echo step2", keys: "\\x03")
+        #expect(session["signal"] == .int(Int64(SIGINT)), "\(session)")
+        #expect(session["output"]?.string?.contains("step2") == false, "\(session)")
+        #expect(try daemon.connect().holders("ms").isEmpty)
+    }
+
+    @Test("a shielded command may prompt on the terminal; Ctrl-C waits for it, then ends lockctl by SIGINT")
+    func shieldedPrompt() throws {
+        let daemon = try Daemon()
+        let session = try terminalSession(
+            daemon,
+            script: "$L run x --shield -- bash -c 'touch $R; read -p \"Continue? \" a; echo \"got $a\"'; echo after",
+            keys: "\\x03|yes\\n")
+        let output = session["output"]?.string ?? ""
+        #expect(output.contains("Continue?") && output.contains("got yes"), "\(session)")
+        #expect(session["signal"] == .int(Int64(SIGINT)), "the held-back Ctrl-C is delivered after: \(session)")
+        #expect(!output.contains("after"), "\(session)")
+    }
+
+    @Test("a command that stops stops lockctl too, with a message; continuing lockctl continues it")
+    func stoppedCommand() throws {
+        let daemon = try Daemon()
+        let marker = daemon.directory + "/resumed"
+        let (run, _) = try spawn(
+            Binaries.lockctl, ["run", "st", "--", "bash", "-c", "kill -STOP $$; touch \(marker)"],
+            environment: ["LOCKD_SOCKET": daemon.socket])
+        #expect(eventually { processState(run.processIdentifier) == "T" }, "lockctl stops with its command")
+        #expect(try daemon.connect().holders("st").count == 1, "the lock stays held meanwhile")
+        kill(run.processIdentifier, SIGCONT)
+        #expect(waitExit(run) == 0)
+        #expect(FileManager.default.fileExists(atPath: marker))
+    }
+
+    @Test("processes the command leaves behind keep the hold until they end (flock's rule); --close does not")
+    func leftBehind() throws {
+        let daemon = try Daemon()
+        let pidFile = daemon.directory + "/bg"
+        // posix_spawn, not Foundation's Process: that one counts a process as running while any
+        // descendant keeps a descriptor it handed out open, and the background job would.
+        let log = daemon.directory + "/run.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        func run(_ arguments: String...) throws -> Int32? {
+            let process = try ChildProcess(
+                [Binaries.lockctl] + arguments, environment: ["LOCKD_SOCKET": daemon.socket],
+                output: log)
+            return waitExit(process)
+        }
+        #expect(try run("run", "bg", "--", "bash", "-c", "sleep 30 & echo $! > \(pidFile)") == 0)
+        #expect(try daemon.lockctl("status", "bg", "--check").status == 0, "held while the background job lives")
+        let background = Int32(
+            (try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines))!
+        kill(background, SIGKILL)
+        #expect(eventually { (try? daemon.lockctl("status", "bg", "--check").status) == 1 })
+
+        #expect(try run("run", "bg2", "--close", "--", "bash", "-c", "sleep 30 & echo $! > \(pidFile)") == 0)
+        #expect(try daemon.lockctl("status", "bg2", "--check").status == 1, "--close: the hold ended with lockctl")
+        if let left = Int32(
+            (try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines))
+        {
+            kill(left, SIGKILL)
+        }
+    }
+
+    @Test("kill -9 of lockctl: the command goes on and keeps the hold until it ends")
+    func lockctlKilled() throws {
+        let daemon = try Daemon()
+        let ready = daemon.directory + "/ready"
+        let log = daemon.directory + "/run.log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        // posix_spawn: Foundation's Process would count lockctl as running while the command lives.
+        let run = try ChildProcess(
+            [Binaries.lockctl, "run", "k9", "--", "bash", "-c", "touch \(ready); sleep 1.5"],
+            environment: ["LOCKD_SOCKET": daemon.socket], output: log)
+        #expect(eventually { FileManager.default.fileExists(atPath: ready) })
+        kill(run.processIdentifier, SIGKILL)
+        _ = waitExit(run)
+        #expect(try daemon.lockctl("status", "k9", "--check").status == 0, "held by the command's connection")
+        #expect(eventually(timeout: 8) { (try? daemon.lockctl("status", "k9", "--check").status) == 1 })
+    }
+}
+
+@Suite("lockctl's answers to a lockd that refuses, stops or dies", .serialized)
+struct DaemonTroubleTests {
+    @Test("max_clients reached: lockctl reads lockd's limit line and exits 75")
+    func limit() throws {
+        let daemon = try Daemon(config: "[limits]\nmax_clients = 1\n")
+        // The harness's readiness probe may still count as a client for a moment.
+        var occupant: LockConnection?
+        #expect(
+            eventually {
+                occupant = try? daemon.connect(); return (try? occupant?.ask("ping").isOK) == true
+            })
+        let status = try daemon.lockctl("status")
+        #expect(status.status == 75, "\(status.stderr)")
+        #expect(status.stderr.contains("at most 1 connections"), "\(status.stderr)")
+    }
+
+    @Test("a client during a graceful stop hears that lockd is stopping (75)")
+    func stopping() throws {
+        let daemon = try Daemon()
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("s").isOK)
+        #expect(try holder.ask("shield", [("lock", "s"), ("on", true)]).isOK)
+        kill(daemon.process.processIdentifier, SIGTERM)
+        #expect(eventually { daemon.log.contains("waiting up to") })
+        let status = try daemon.lockctl("status")
+        #expect(status.status == 75, "\(status.stderr)")
+        #expect(status.stderr.contains("stopping"), "\(status.stderr)")
+        #expect(try holder.ask("shield", [("lock", "s"), ("on", false)]).isOK)
+    }
+
+    @Test("a waiter whose lockd dies exits 69 and says so")
+    func daemonDies() throws {
+        let daemon = try Daemon()
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("d").isOK)
+        let (waiter, _) = try spawn(
+            Binaries.lockctl, ["acquire", "d", "--pid", "\(getpid())"], environment: ["LOCKD_SOCKET": daemon.socket])
+        #expect(
+            eventually { ((try? holder.ask("status", [("lock", "d")]).serialized) ?? "").contains("\"waiters\":[{") })
+        daemon.crash()
+        #expect(waitExit(waiter) == 69)
+    }
+
+    @Test("a stopped lockd (SIGSTOP) does not hang lockctl: bounded by --daemon-timeout, and by --wait")
+    func stoppedDaemon() throws {
+        let daemon = try Daemon()
+        kill(daemon.process.processIdentifier, SIGSTOP)
+        defer { kill(daemon.process.processIdentifier, SIGCONT) }
+        let start = Date()
+        let status = try daemon.lockctl("status", "--daemon-timeout", "0.5", timeout: 10)
+        #expect(status.status == 69, "\(status.stderr)")
+        #expect(status.stderr.contains("is lockd stopped"), "\(status.stderr)")
+        let acquire = try daemon.lockctl("acquire", "x", "--wait", "0.3", "--daemon-timeout", "0.5", timeout: 10)
+        #expect(acquire.status == 69, "\(acquire.stderr)")
+        #expect(Date().timeIntervalSince(start) < 5)
+    }
+}
+
+@Suite("lockctl's values and small promises")
+struct LockctlValueTests {
+    @Test(
+        "bad values exit 65 with a clear message",
+        arguments: [
+            ["acquire", "x", "--wait", "-1"], ["acquire", "x", "--wait", "soon"], ["acquire", "x", "--wait", "nan"],
+            ["acquire", "x", "--token", "t", "--ttl", "1e-9"], ["acquire", "x", "--conflict-exit-code", "0"],
+            ["acquire", "x", "--conflict-exit-code", "256"], ["renew", "--token", "t", "--ttl", "-5"],
+            ["status", "--socket", ""], ["acquire", "bad name"],
+        ])
+    func badValues(_ arguments: [String]) throws {
+        let run = try execute(Binaries.lockctl, arguments, environment: ["LOCKD_SOCKET": "/nonexistent/lockd.sock"])
+        #expect(run.status == 65, "\(arguments): \(run.status) \(run.stderr)")
+        #expect(!run.stderr.isEmpty)
+    }
+
+    @Test("--wait inf waits; a token without --ttl takes limits.default_ttl; grants report when leases end")
+    func values() throws {
+        let daemon = try Daemon(config: "[limits]\ndefault_ttl = 30\nmax_ttl = 60\n")
+        #expect(try daemon.lockctl("acquire", "w", "--wait", "inf", "--pid", "\(getpid())").status == 0)
+        let token = try daemon.lockctl("acquire", "t", "--token", "job", "--json")
+        #expect(token.status == 0, "\(token.stderr)")
+        #expect(token.stdout.contains("\"expires\":\"20"), "\(token.stdout)")
+        let shortened = try daemon.lockctl("acquire", "t2", "--token", "job2", "--ttl", "1e16", "--json")
+        let expires = try JSONValue.parse(Array(shortened.stdout.utf8))["expires"]?.string.flatMap(Timestamp.parse)
+        #expect(expires.map { $0 - Date().timeIntervalSince1970 < 61 } == true, "max_ttl shows: \(shortened.stdout)")
+    }
+
+    @Test("status NAME --check exits 0 when held and 1 when free; --json failures are JSON too")
+    func check() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.lockctl("status", "c", "--check").status == 1)
+        #expect(try daemon.lockctl("acquire", "c", "--pid", "\(getpid())").status == 0)
+        #expect(try daemon.lockctl("status", "c", "--check").status == 0)
+        let busy = try daemon.lockctl("acquire", "c", "--token", "other", "--ttl", "30", "--no-wait", "--json")
+        #expect(busy.status != 0)
+        #expect(try JSONValue.parse(Array(busy.stdout.utf8))["error"]?["code"] == "busy", "\(busy.stdout)")
+    }
+
+    @Test("shield --on for a token is refused: it would end with lockctl's connection")
+    func tokenShield() throws {
+        let daemon = try Daemon()
+        #expect(try daemon.lockctl("acquire", "ts", "--token", "t", "--ttl", "30").status == 0)
+        let shield = try daemon.lockctl("shield", "ts", "--on", "--token", "t")
+        #expect(shield.status == 64, "\(shield.stderr)")
+        #expect(shield.stderr.contains("lockctl run ts --shield"), "\(shield.stderr)")
+    }
+
+    @Test("status escapes other users' control characters and fits 100 columns")
+    func escaping() throws {
+        let daemon = try Daemon()
+        let ready = daemon.directory + "/ready"
+        let (owner, _) = try spawn(
+            "/bin/bash", ["-c", "touch \(ready); exec -a $'evil\\e[31mred\\nline' sleep 30"], environment: [:])
+        defer { kill(owner.processIdentifier, SIGKILL) }
+        #expect(eventually { FileManager.default.fileExists(atPath: ready) })
+        #expect(
+            eventually {
+                (try? String(contentsOfFile: "/proc/\(owner.processIdentifier)/cmdline", encoding: .utf8))?.hasPrefix(
+                    "evil") == true
+            })
+        #expect(try daemon.lockctl("acquire", "e", "--pid", "\(owner.processIdentifier)").status == 0)
+        let status = try daemon.lockctl("status")
+        #expect(!status.stdout.contains("\u{1b}"), "no raw escape reaches the terminal")
+        #expect(status.stdout.contains("evil\\x1b[31mred\\nline"), "\(status.stdout)")
+        for line in status.stdout.split(separator: "\n") { #expect(line.count <= 100, "\(line)") }
+    }
+}
+
+/// The state letter of a process (R, S, T, Z), from /proc.
+func processState(_ pid: Int32) -> String? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return nil }
+    return String(stat[stat.index(close, offsetBy: 2)])
+}
