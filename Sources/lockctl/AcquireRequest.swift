@@ -42,20 +42,35 @@ func acquireInterruptibly(
         let id = try connection.send(.acquire(lock: name, mode: wait.mode, wait: wait.waitSeconds, owner: owner))
         // lockd answers by the end of the wait; a lockd that does not (stopped, wedged) must not
         // keep the caller past it for long.
-        let deadline = wait.waitSeconds.map { LockConnection.monotonicSeconds() + Seconds.clamped($0) + answerTimeout }
+        let start = LockConnection.monotonicSeconds()
+        let deadline = wait.waitSeconds.map { start + Seconds.clamped($0) + answerTimeout }
+        // A wait that lasts says once who it waits for (and whether that can ever end).
+        var holdersAsked: RequestID?
+        var saidWhy = false
         while true {
-            if let deadline, LockConnection.monotonicSeconds() > deadline {
+            let now = LockConnection.monotonicSeconds()
+            if let deadline, now > deadline {
                 throw ClientError(.timedOut, "lockd did not answer within the wait and \(Int(answerTimeout)) s more")
             }
+            if holdersAsked == nil, !saidWhy, now - start >= 1 {
+                holdersAsked = try connection.send(.status(lock: name))
+            }
             if !connection.hasBufferedMessage {
-                let ready = waitReadable([connection.fd, signals.fd], timeout: deadline == nil ? -1 : 200)
+                let ready = waitReadable([connection.fd, signals.fd], timeout: 200)
                 if ready[1], let first = signals.drain().first {
                     try cancel(connection, request: id, name: name, owner: owner)
                     CommandEnd.signaled(first.signal).finish()
                 }
                 if !ready[0] { continue }
             }
-            guard case .answer(let answer)? = try connection.readMessage(timeout: 0), answer.id == id else { continue }
+            guard case .answer(let answer)? = try connection.readMessage(timeout: 0) else { continue }
+            if let asked = holdersAsked, answer.id == asked {
+                holdersAsked = nil
+                saidWhy = true
+                if let why = WaitReport(name: name, locks: answer.locks ?? []).message { printError(why) }
+                continue
+            }
+            guard answer.id == id else { continue }
             if let code = failure(of: answer, context, conflictExitCode: wait.conflictExitCode) { throw code }
             guard let grant = answer.grant else {
                 printError("\(context) failed: lockd answered without a grant")

@@ -235,6 +235,35 @@ struct LockctlValueTests {
     }
 }
 
+@Suite("the README tour", .serialized)
+struct TourTests {
+    @Test("the README's tour runs top to bottom in a fresh shell, without hanging")
+    func tour() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../README.md"
+        ).standardized.path
+        let text = try String(contentsOfFile: readme, encoding: .utf8)
+        let start = try #require(text.range(of: "## Tour\n\n```sh\n"))
+        let end = try #require(text.range(of: "```", range: start.upperBound..<text.endIndex))
+        let tour = text[start.upperBound..<end.lowerBound].replacingOccurrences(of: "./migrate.sh", with: "true")
+            .replacingOccurrences(of: "./cleanup.sh", with: "true")
+        let daemon = try Daemon()
+        let run = try daemon.shell("set -e; lockctl() { \"$L\" \"$@\"; }\n" + tour, timeout: 30)
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+    }
+
+    @Test("a wait that lasts says who holds the lock, and that a parent shell's hold cannot end")
+    func waitReport() throws {
+        let daemon = try Daemon()
+        // `; exit $?` keeps bash from replacing itself with the last lockctl (exec).
+        let run = try daemon.shell("\"$L\" acquire db; \"$L\" run db --wait 2 -- true; exit $?", timeout: 20)
+        #expect(run.status == 1, "the wait ran out")
+        #expect(run.stderr.contains("waiting for \"db\": held by pid"), "\(run.stderr)")
+        #expect(run.stderr.contains("your parent shell"), "\(run.stderr)")
+        #expect(run.stderr.contains("cannot end by itself"), "\(run.stderr)")
+    }
+}
+
 /// The state letter of a process (R, S, T, Z), from /proc.
 func processState(_ pid: Int32) -> String? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
