@@ -127,7 +127,7 @@ struct Acquire: DaemonCommand {
         let signals = TerminationSignals()
         let context = "acquire \"\(name)\""
         let lock = try lockName(name, context)
-        let owner = try owner.spec(ttl: leaseSeconds(), context)
+        let owner = try owner.spec(ttl: leaseSeconds(), context, acquiring: true)
         let connection = try connect(context)
         let grant = try acquireInterruptibly(connection, name: lock, owner: owner, wait: waitOptions, signals: signals)
         if json { printLine(JSONValue.object(Response.grant(grant)).serialized) }

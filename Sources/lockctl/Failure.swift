@@ -140,7 +140,8 @@ extension DaemonCommand {
 
 extension OwnerOptions {
     /// The owner: a token, a pid, or the parent process (the calling shell).
-    func spec(ttl: Double? = nil, _ context: String) throws(ExitCode) -> OwnerSpec {
+    /// - Parameter acquiring: warn when the owner is no shell (its hold ends when it exits).
+    func spec(ttl: Double? = nil, _ context: String, acquiring: Bool = false) throws(ExitCode) -> OwnerSpec {
         if let token {
             guard Request.isValidToken(token) else {
                 report(context, code: "invalid", "a token is 1-255 bytes with no control characters")
@@ -148,7 +149,59 @@ extension OwnerOptions {
             }
             return .token(token, ttl: ttl)
         }
-        return .pid(pid ?? getppid())
+        if let pid { return .pid(pid) }
+        let owner = try Owners.resolve(self.owner ?? .parent, context)
+        if acquiring, !Owners.isShell(owner) {
+            // `timeout 5 lockctl acquire x` would make `timeout` the owner, and the hold would end
+            // the moment it exits: say so while the caller can still choose.
+            printError(
+                "warning: the hold's owner is pid \(owner) (\(Owners.name(of: owner) ?? "?")), not a shell: the hold "
+                    + "ends when it exits; --owner shell names the nearest shell, --pid $$ a script's own shell")
+        }
+        return .pid(owner)
+    }
+}
+
+/// lockctl's ancestors as owners of holds.
+enum Owners {
+    static let shells: Set<String> = [
+        "bash", "sh", "dash", "zsh", "ksh", "ksh93", "mksh", "fish", "ash", "yash", "tcsh", "csh", "posh", "busybox",
+    ]
+
+    /// The pid of the ancestor `which` names.
+    static func resolve(_ which: OwnerOptions.Ancestor, _ context: String) throws(ExitCode) -> Int32 {
+        switch which {
+        case .parent:
+            return getppid()
+        case .sessionLeader:
+            let leader = getsid(0)
+            guard leader > 1 else { throw invalidValue("\(context) failed: lockctl's session has no leader process") }
+            return leader
+        case .shell:
+            guard let shell = WaitReport.ancestors().first(where: isShell) else {
+                throw invalidValue("\(context) failed: no shell among lockctl's ancestors; use --pid")
+            }
+            return shell
+        }
+    }
+
+    /// Whether `pid` runs a shell (by its command name).
+    static func isShell(_ pid: Int32) -> Bool {
+        name(of: pid).map { shells.contains($0) || $0.hasPrefix("-") && shells.contains(String($0.dropFirst())) }
+            ?? false
+    }
+
+    /// The command name of `pid` (/proc/PID/comm).
+    static func name(of pid: Int32) -> String? {
+        let fd = open("/proc/\(pid)/comm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return nil }
+        var name = buffer[..<count]
+        while name.last == UInt8(ascii: "\n") { name = name.dropLast() }
+        return String(decoding: name, as: UTF8.self)
     }
 }
 

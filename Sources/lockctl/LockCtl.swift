@@ -39,13 +39,29 @@ struct GlobalOptions: ParsableArguments {
 
 /// Whose hold a command is about; the default is the calling shell (lockctl's parent process).
 struct OwnerOptions: ParsableArguments {
-    @Option(help: "Owner process id (default: the parent process, i.e. the calling shell).")
+    /// Which ancestor owns the hold.
+    enum Ancestor: String, ExpressibleByArgument, CaseIterable {
+        /// lockctl's parent (the default): the calling shell, unless a wrapper such as `timeout` ran
+        /// lockctl.
+        case parent
+        /// The nearest ancestor that is a shell, past wrappers (`timeout`, `env`, `nice`, ...).
+        case shell
+        /// The leader of lockctl's session (a login shell, a terminal's first shell, a service).
+        case sessionLeader = "session-leader"
+    }
+
+    @Option(help: "Owner process id (default: the parent process, i.e. the calling shell; in a script, --pid $$).")
     var pid: Int32?
+
+    @Option(help: "Owner: parent (default), shell (nearest shell ancestor, past wrappers) or session-leader.")
+    var owner: Ancestor?
 
     @Option(help: "Owner token (a lease; see --ttl and `renew`).")
     var token: String?
 
     func validate() throws {
-        if pid != nil, token != nil { throw ValidationError("use either --pid or --token, not both") }
+        if [pid != nil, token != nil, owner != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("use one of --pid, --owner and --token")
+        }
     }
 }

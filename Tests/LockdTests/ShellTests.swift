@@ -205,6 +205,23 @@ struct LockctlValueTests {
         #expect(try JSONValue.parse(Array(busy.stdout.utf8))["error"]?["code"] == "busy", "\(busy.stdout)")
     }
 
+    @Test("a regular file at the socket path is named as such; a too-long path is refused before anything is made")
+    func socketPaths() throws {
+        let directory = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = directory + "/plain"
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        let status = try execute(Binaries.lockctl, ["status", "--socket", file])
+        #expect(status.status == 69)
+        #expect(status.stderr.contains("is not a socket"), "\(status.stderr)")
+
+        let long = directory + "/" + String(repeating: "d", count: 120) + "/lockd.sock"
+        let lockd = try execute(Binaries.lockd, ["--socket", long, "--state-dir", ""], timeout: 10)
+        #expect(lockd.status == 1)
+        #expect(lockd.stderr.contains("socket path is too long"), "\(lockd.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory + "/" + String(repeating: "d", count: 120)))
+    }
+
     @Test("shield --on for a token is refused: it would end with lockctl's connection")
     func tokenShield() throws {
         let daemon = try Daemon()
@@ -250,6 +267,22 @@ struct TourTests {
         let daemon = try Daemon()
         let run = try daemon.shell("set -e; lockctl() { \"$L\" \"$@\"; }\n" + tour, timeout: 30)
         #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+    }
+
+    @Test("a wrapper as owner is warned about; --owner shell and --pid $$ name the script's shell")
+    func wrappers() throws {
+        let daemon = try Daemon()
+        let script = """
+            timeout 5 "$L" acquire t1; "$L" status t1 --check; echo "t1=$?"
+            timeout 5 "$L" acquire t2 --owner shell; "$L" status t2 --check; echo "t2=$?"
+            ( "$L" acquire t3 --pid $$ ); "$L" status t3 --check; echo "t3=$?"
+            exit 0
+            """
+        let run = try daemon.shell(script)
+        #expect(run.stderr.contains("warning: the hold's owner is pid"), "\(run.stderr)")
+        #expect(run.stderr.contains("(timeout), not a shell"), "\(run.stderr)")
+        #expect(run.stdout.contains("t1=1"), "the wrapper's hold ended with it: \(run.stdout)")
+        #expect(run.stdout.contains("t2=0") && run.stdout.contains("t3=0"), "\(run.stdout)")
     }
 
     @Test("a wait that lasts says who holds the lock, and that a parent shell's hold cannot end")
