@@ -43,8 +43,13 @@ struct ChildProcess {
     var inherited: LockConnection? = nil
     /// Whether CMD dies with lockctl (PR_SET_PDEATHSIG), when it must not outlive the hold.
     var diesWithLockctl = false
+    /// What to do when the hold is taken away while CMD runs.
+    var onLost = LostPolicy.standard
+    /// Why the hold was taken away (`break`, `expired`, `lost connection`), once it was.
+    private(set) var lost: String?
 
-    func run(signals: TerminationSignals, connection: LockConnection?, lockName: String?) throws(ExitCode) -> CommandEnd
+    mutating func run(signals: TerminationSignals, connection: LockConnection?, lockName: String?) throws(ExitCode)
+        -> CommandEnd
     {
         let children = lockd_signalfd(SIGCHLD, 0, 0)
         let pid = try spawn()
@@ -52,8 +57,15 @@ struct ChildProcess {
         var deferred: Int32?
         var reaped: Int32?
         var watched = connection
+        // The second signal of the `--on-lost` policy, and when it is due.
+        var escalation: (signal: Int32, at: Double)?
         while true {
-            let ready = waitReadable([pidfd, signals.fd, watched?.fd ?? -1, children])
+            let timeout = escalation.map { Int32(max(0, ($0.at - LockConnection.monotonicSeconds()) * 1000)) + 1 } ?? -1
+            let ready = waitReadable([pidfd, signals.fd, watched?.fd ?? -1, children], timeout: timeout)
+            if let due = escalation, LockConnection.monotonicSeconds() >= due.at {
+                kill(pid, due.signal)
+                escalation = nil
+            }
             if ready[1] {
                 for received in signals.drain() {
                     if shielded {
@@ -65,6 +77,11 @@ struct ChildProcess {
             }
             if ready[2], let connection = watched {
                 watched = watchDaemon(connection, lockName: lockName)
+                if lost != nil, case .signal(let first, let grace, let then) = onLost, !shielded, escalation == nil {
+                    kill(pid, first)
+                    escalation = then.map { ($0, LockConnection.monotonicSeconds() + grace) }
+                    if escalation == nil { escalation = (0, .infinity) }  // sent once; nothing follows
+                }
             }
             if ready[3] {
                 drainSignalfd(children)
@@ -116,23 +133,36 @@ struct ChildProcess {
         return pid
     }
 
-    /// Reports what the daemon pushes while CMD runs; returns `nil` once the connection is gone.
-    private func watchDaemon(_ connection: LockConnection, lockName: String?) -> LockConnection? {
+    /// Reads what the daemon pushes while CMD runs, noting a lost hold; returns `nil` once the
+    /// connection is gone (and the hold with it).
+    private mutating func watchDaemon(_ connection: LockConnection, lockName: String?) -> LockConnection? {
         do {
             while let message = try connection.readMessage(timeout: 0) {
-                if case .revoked(let revocation) = message {
-                    let reason = revocation.reason.rawValue
-                    printError(
-                        "warning: lock \"\(lockName ?? "?")\" was taken away (\(reason)); the command goes on unprotected"
-                    )
+                if case .revoked(let revocation) = message, lockName == nil || revocation.lock.rawValue == lockName {
+                    noteLost(revocation.reason.rawValue, lockName: lockName)
                 }
                 if !connection.hasBufferedMessage { break }
             }
             return connection
         } catch {
-            printError("warning: lost the connection to lockd; the lock \"\(lockName ?? "?")\" is no longer held")
+            guard lockName != nil else { return nil }
+            noteLost("lost the connection to lockd", lockName: lockName)
             return nil
         }
+    }
+
+    /// Notes that the hold is gone and says so (unless `--on-lost ignore`).
+    mutating func noteLost(_ reason: String, lockName: String?) {
+        guard lost == nil else { return }
+        lost = reason
+        guard onLost != .ignore else { return }
+        let action: String
+        switch onLost {
+        case .signal(let signal, _, _) where !shielded: action = "the command gets \(signalName(signal))"
+        case .signal, .warn: action = "the command goes on unprotected"
+        case .ignore: action = ""
+        }
+        printError("warning: lock \"\(lockName ?? "?")\" was taken away (\(reason)); \(action)")
     }
 }
 

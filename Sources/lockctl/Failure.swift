@@ -8,6 +8,8 @@ import LockProtocol
 enum Exit {
     static let conflict: Int32 = 1
     static let notHeld: Int32 = 2
+    /// `run`: the hold was taken away before the command ended (`--lost-exit-code`).
+    static let lost: Int32 = 3
     static let usage: Int32 = 64
     static let invalid: Int32 = 65
     static let unreachable: Int32 = 69

@@ -2,6 +2,7 @@ import ArgumentParser
 import CLockSupport
 import Glibc
 import LockClient
+import LockCore
 import LockProtocol
 
 struct Run: DaemonCommand {
@@ -13,6 +14,14 @@ struct Run: DaemonCommand {
     @OptionGroup var waitOptions: WaitOptions
     @Flag(help: "Shield the command: hold back SIGINT/SIGTERM/SIGHUP, break and daemon stop until it ends.")
     var shield = false
+    @Option(
+        help: ArgumentHelp(
+            "What to do when the hold is taken away while the command runs (break, lost connection).",
+            discussion: "signal:SIG[,grace:SECONDS[,then:SIG|none]] (default signal:TERM,grace:5,then:KILL), "
+                + "warn or ignore. Unless ignore, lockctl then exits with --lost-exit-code."))
+    var onLost = LostPolicy.standard
+    @Option(help: "Exit code (1-255) when the hold was taken away before the command ended (default 3).")
+    var lostExitCode: Int32 = Exit.lost
     @Flag(
         name: [.customShort("o"), .long],
         help: "Do not pass the connection to the command: the hold ends with lockctl, and the command dies with it.")
@@ -24,6 +33,9 @@ struct Run: DaemonCommand {
 
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command after --, e.g. lockctl run db -- ./migrate") }
+        guard (1...255).contains(lostExitCode) else {
+            throw invalidValue("--lost-exit-code must be 1-255, not \(lostExitCode)")
+        }
     }
 
     func run() throws {
@@ -40,9 +52,23 @@ struct Run: DaemonCommand {
         // hold then lasts while any process of the command lives, even if lockctl is killed.
         // As a subreaper, lockctl adopts what the command leaves running, and so can tell.
         if !close { lockd_become_subreaper() }
-        let child = ChildProcess(
-            arguments: command, shielded: shield, inherited: close ? nil : connection, diesWithLockctl: close)
-        let end = try child.run(signals: signals, connection: connection, lockName: name)
+        var child = ChildProcess(
+            arguments: command, shielded: shield, inherited: close ? nil : connection, diesWithLockctl: close,
+            onLost: onLost)
+        var end = try child.run(signals: signals, connection: connection, lockName: name)
+        if shield, child.lost == nil {
+            // A break deferred by the shield applies when it closes: then the section was not
+            // exclusive to its end either, and the caller must hear it.
+            if let answer = try? connection.call(.shield(lock: lock, owner: .session, on: false), timeout: 5),
+                !answer.isOK
+            {
+                child.noteLost("the hold was gone when the command ended", lockName: name)
+            }
+            while case .revoked(let revocation)? = try? connection.takeBacklog() {
+                child.noteLost("\(revocation.reason.rawValue), deferred by the shield", lockName: name)
+            }
+        }
+        if child.lost != nil, onLost != .ignore { end = .exited(lostExitCode) }
         // When nothing of the command is left, release now, so that the lock is free before
         // lockctl ends and not merely once lockd notices the closed connection. Processes left
         // behind keep the hold until the last of them closes the connection (flock's rule).
@@ -82,8 +108,8 @@ struct Shield: DaemonCommand {
     func run() throws {
         guard let name else {
             let signals = TerminationSignals()
-            try ChildProcess(arguments: command, shielded: true).run(signals: signals, connection: nil, lockName: nil)
-                .finish()
+            var child = ChildProcess(arguments: command, shielded: true)
+            try child.run(signals: signals, connection: nil, lockName: nil).finish()
         }
         failuresAsJSON = json
         let context = "shield \"\(name)\""

@@ -64,16 +64,7 @@ struct ShellTests {
     func leftBehind() throws {
         let daemon = try Daemon()
         let pidFile = daemon.directory + "/bg"
-        // posix_spawn, not Foundation's Process: that one counts a process as running while any
-        // descendant keeps a descriptor it handed out open, and the background job would.
-        let log = daemon.directory + "/run.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        func run(_ arguments: String...) throws -> Int32? {
-            let process = try ChildProcess(
-                [Binaries.lockctl] + arguments, environment: ["LOCKD_SOCKET": daemon.socket],
-                output: log)
-            return waitExit(process)
-        }
+        func run(_ arguments: String...) throws -> Int32? { waitExit(try spawnLockctl(daemon, arguments)) }
         #expect(try run("run", "bg", "--", "bash", "-c", "sleep 30 & echo $! > \(pidFile)") == 0)
         #expect(try daemon.lockctl("status", "bg", "--check").status == 0, "held while the background job lives")
         let background = Int32(
@@ -94,17 +85,69 @@ struct ShellTests {
     func lockctlKilled() throws {
         let daemon = try Daemon()
         let ready = daemon.directory + "/ready"
-        let log = daemon.directory + "/run.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        // posix_spawn: Foundation's Process would count lockctl as running while the command lives.
-        let run = try ChildProcess(
-            [Binaries.lockctl, "run", "k9", "--", "bash", "-c", "touch \(ready); sleep 1.5"],
-            environment: ["LOCKD_SOCKET": daemon.socket], output: log)
+        let run = try spawnLockctl(daemon, ["run", "k9", "--", "bash", "-c", "touch \(ready); sleep 1.5"])
         #expect(eventually { FileManager.default.fileExists(atPath: ready) })
         kill(run.processIdentifier, SIGKILL)
         _ = waitExit(run)
         #expect(try daemon.lockctl("status", "k9", "--check").status == 0, "held by the command's connection")
         #expect(eventually(timeout: 8) { (try? daemon.lockctl("status", "k9", "--check").status) == 1 })
+    }
+}
+
+@Suite("a hold lost while `run`'s command runs", .serialized)
+struct LostHoldTests {
+    /// Starts `lockctl run LOCK ARGS -- bash -c 'touch READY; COMMAND'` and waits until the command runs.
+    func start(_ daemon: Daemon, _ lock: String, _ options: [String], _ command: String) throws -> ChildProcess {
+        let ready = daemon.directory + "/ready-\(lock)"
+        let run = try spawnLockctl(
+            daemon, ["run", lock] + options + ["--", "bash", "-c", "touch \(ready); \(command)"])
+        #expect(eventually { FileManager.default.fileExists(atPath: ready) })
+        return run
+    }
+
+    @Test("by default a break stops the command (TERM) and run exits 3")
+    func standard() throws {
+        let daemon = try Daemon()
+        let run = try start(daemon, "l1", [], "sleep 20")
+        let start = Date()
+        #expect(try daemon.lockctl("break", "l1").status == 0)
+        #expect(waitExit(run) == 3)
+        #expect(Date().timeIntervalSince(start) < 5, "TERM ended the command at once")
+    }
+
+    @Test("a command that ignores TERM gets KILL after the grace")
+    func escalation() throws {
+        let daemon = try Daemon()
+        let run = try start(daemon, "l2", ["--on-lost", "signal:TERM,grace:0.5,then:KILL"], "trap '' TERM; sleep 20")
+        #expect(try daemon.lockctl("break", "l2").status == 0)
+        #expect(waitExit(run, timeout: 5) == 3)
+    }
+
+    @Test("warn lets the command finish and still exits 3; ignore exits with the command's status")
+    func warnAndIgnore() throws {
+        let daemon = try Daemon()
+        let warned = try start(daemon, "l3", ["--on-lost", "warn"], "sleep 1; exit 0")
+        #expect(try daemon.lockctl("break", "l3").status == 0)
+        #expect(waitExit(warned) == 3)
+        let ignored = try start(daemon, "l4", ["--on-lost", "ignore"], "sleep 1; exit 0")
+        #expect(try daemon.lockctl("break", "l4").status == 0)
+        #expect(waitExit(ignored) == 0)
+    }
+
+    @Test("under --shield the command finishes, and the deferred break still makes run exit 3")
+    func shielded() throws {
+        let daemon = try Daemon()
+        let run = try start(daemon, "l5", ["--shield"], "sleep 1; exit 0")
+        let broken = try daemon.lockctl("break", "l5", "--json")
+        #expect(broken.stdout.contains("\"deferred\":1"), "\(broken.stdout)")
+        #expect(waitExit(run) == 3)
+        #expect(try daemon.lockctl("status", "l5", "--check").status == 1)
+    }
+
+    @Test("a bad --on-lost is a usage error")
+    func badPolicy() throws {
+        let run = try execute(Binaries.lockctl, ["run", "x", "--on-lost", "signal:NOPE", "--", "true"])
+        #expect(run.status == 64, "\(run.stderr)")
     }
 }
 
@@ -295,6 +338,14 @@ struct TourTests {
         #expect(run.stderr.contains("your parent shell"), "\(run.stderr)")
         #expect(run.stderr.contains("cannot end by itself"), "\(run.stderr)")
     }
+}
+
+/// Starts lockctl against `daemon` with posix_spawn. Foundation's `Process` counts a process as
+/// running while any descendant keeps a descriptor it handed out, and a command lockctl runs does.
+func spawnLockctl(_ daemon: Daemon, _ arguments: [String]) throws -> ChildProcess {
+    let log = daemon.directory + "/lockctl-\(UUID().uuidString.prefix(6)).log"
+    _ = FileManager.default.createFile(atPath: log, contents: nil)
+    return try ChildProcess([Binaries.lockctl] + arguments, environment: ["LOCKD_SOCKET": daemon.socket], output: log)
 }
 
 /// The state letter of a process (R, S, T, Z), from /proc.
