@@ -31,9 +31,6 @@ final class OwnerWatch {
     /// The start time of a watched process, for the journal.
     func startTime(of pid: Int32) -> UInt64? { watchers[pid]?.startTime }
 
-    /// Whether `pid` is watched and has exited (its exit may not have been delivered yet).
-    func hasExited(_ pid: Int32) -> Bool { watchers[pid]?.hasExited == true }
-
     /// Whether `pid` is watched.
     func isWatching(_ pid: Int32) -> Bool { watchers[pid] != nil }
 

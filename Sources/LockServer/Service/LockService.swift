@@ -33,7 +33,8 @@ final class LockService {
     let persistence: Persistence
     let owners: OwnerWatch
     let reporter: StatusReporter
-    /// The listening socket, closed first when a stop begins.
+    /// The listening socket; it stays open until the service finishes, so that a client who comes
+    /// during a stop hears `shutting_down` rather than finding no socket.
     var listener: (any Channel)?
     private let wallClock: () -> Double
     private let finished: EventLoopPromise<Void>
