@@ -160,6 +160,11 @@ final class Daemon {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+        // A sanitizer report in lockd ends lockd; its log is the only place that says why.
+        let log = self.log
+        if log.contains("ThreadSanitizer") || log.contains("Fatal error") || log.contains("Program crashed") {
+            Issue.record("lockd reported a problem (\(directory)):\n\(log.suffix(6000))")
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
