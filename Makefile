@@ -28,6 +28,7 @@ build:
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CONFDIR)
 	install -m 0755 "$$($(SWIFT_BUILD) --show-bin-path)/lockd" "$$($(SWIFT_BUILD) --show-bin-path)/lockctl" $(DESTDIR)$(BINDIR)/
+	ln -sf lockctl $(DESTDIR)$(BINDIR)/lflock
 	install -d $(DESTDIR)$(LIBEXECDIR)/lockd
 	install -m 0755 "$(BACKTRACER)" $(DESTDIR)$(LIBEXECDIR)/lockd/swift-backtrace
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/libexec/|$(LIBEXECDIR)/|g' systemd/lockd.service \
@@ -48,7 +49,7 @@ uninstall:
 ifneq ($(LIVE),)
 	-systemctl disable --now lockd.socket lockd.service
 endif
-	rm -f $(DESTDIR)$(BINDIR)/lockd $(DESTDIR)$(BINDIR)/lockctl
+	rm -f $(DESTDIR)$(BINDIR)/lockd $(DESTDIR)$(BINDIR)/lockctl $(DESTDIR)$(BINDIR)/lflock
 	rm -rf $(DESTDIR)$(LIBEXECDIR)/lockd
 	rm -f $(DESTDIR)$(UNITDIR)/lockd.service $(DESTDIR)$(UNITDIR)/lockd.socket
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/lockd.conf $(DESTDIR)$(TMPFILESDIR)/lockd.conf

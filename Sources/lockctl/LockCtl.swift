@@ -14,8 +14,16 @@ struct LockCtl: ParsableCommand {
             """,
         version: lockdVersion,
         subcommands: [
-            Acquire.self, Release.self, Renew.self, Run.self, Shield.self, Status.self, Break.self,
+            Acquire.self, Release.self, Renew.self, Run.self, Shield.self, Status.self, Break.self, Flock.self,
         ])
+
+    /// Called as `lflock` (a link to lockctl), the binary is `lockctl flock`.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 }
+        if invokedAs == "lflock" { arguments.insert("flock", at: 0) }
+        main(arguments)
+    }
 
     @OptionGroup var global: GlobalOptions
 }
