@@ -25,16 +25,56 @@ struct ConfigurationKey: Sendable {
     /// `section.name`, as the log and the documents write it.
     var path: String { "\(section).\(name)" }
 
+    /// A key whose value `read` takes from the file; it lands at `keyPath`.
     private init<Value: Equatable & Sendable>(
         _ section: String, _ name: String, _ keyPath: any WritableKeyPath<LockdConfiguration, Value> & Sendable,
-        reload: Bool, show: @escaping @Sendable (Value) -> String = { "\($0)" }, parse: @escaping Parse
+        reload: Bool, show: @escaping @Sendable (Value) -> String = { "\($0)" },
+        read:
+            @escaping @Sendable (inout ConfigurationFile.Reader, any TOMLValueConvertible) throws(ConfigurationError)
+            -> Value
     ) {
         self.section = section
         self.name = name
         self.appliesOnReload = reload
-        self.parse = parse
+        self.parse = { reader, value, configuration throws(ConfigurationError) in
+            configuration[keyPath: keyPath] = try read(&reader, value)
+        }
         self.show = { show($0[keyPath: keyPath]) }
         self.transfer = { $0[keyPath: keyPath] = $1[keyPath: keyPath] }
+    }
+
+    /// An integer key within `range`, applied at a reload.
+    private static func integer(
+        _ section: String, _ name: String, _ keyPath: any WritableKeyPath<LockdConfiguration, Int> & Sendable,
+        in range: ClosedRange<Int>
+    ) -> ConfigurationKey {
+        ConfigurationKey(section, name, keyPath, reload: true) { reader, value throws(ConfigurationError) in
+            try reader.integer(value, in: range)
+        }
+    }
+
+    /// A duration key where `inf` means unbounded (`nil`), applied at a reload.
+    private static func bound(
+        _ section: String, _ name: String, _ keyPath: any WritableKeyPath<LockdConfiguration, Double?> & Sendable,
+        allowZero: Bool
+    ) -> ConfigurationKey {
+        ConfigurationKey(section, name, keyPath, reload: true, show: seconds) {
+            reader, value throws(ConfigurationError) in
+            try reader.seconds(value, allowZero: allowZero)
+        }
+    }
+
+    /// A finite duration key, applied at a reload.
+    private static func finite(
+        _ section: String, _ name: String, _ keyPath: any WritableKeyPath<LockdConfiguration, Double> & Sendable,
+        allowZero: Bool
+    ) -> ConfigurationKey {
+        ConfigurationKey(section, name, keyPath, reload: true) { reader, value throws(ConfigurationError) in
+            guard let seconds = try reader.seconds(value, allowZero: allowZero) else {
+                throw reader.error("must be a finite number of seconds")
+            }
+            return seconds
+        }
     }
 
     /// Seconds, with `nil` shown as `inf`.
@@ -42,115 +82,62 @@ struct ConfigurationKey: Sendable {
 
     static let all: [ConfigurationKey] = [
         ConfigurationKey("socket", "path", \.socketPath, reload: false, show: { $0 ?? "(default)" }) {
-            reader, value, configuration throws(ConfigurationError) in
+            reader, value throws(ConfigurationError) in
             let path = try reader.string(value)
             guard path.hasPrefix("/") else { throw reader.error("must be an absolute path") }
-            configuration.socketPath = path
+            return path
         },
         ConfigurationKey("socket", "mode", \.socketMode, reload: false, show: { "0o" + String($0, radix: 8) }) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.socketMode = UInt32(try reader.integer(value, in: 0...0o777, hint: "a mode such as 0o660"))
+            reader, value throws(ConfigurationError) in
+            UInt32(try reader.integer(value, in: 0...0o777, hint: "a mode such as 0o660"))
         },
-        ConfigurationKey("shutdown", "grace", \.shutdownGrace, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            guard let grace = try reader.seconds(value, allowZero: true) else {
-                throw reader.error("must be a finite number of seconds")
-            }
-            configuration.shutdownGrace = grace
-        },
-        ConfigurationKey("limits", "max_line_bytes", \.limits.maxLineBytes, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxLineBytes = try reader.integer(value, in: 256...(64 << 20))
-        },
-        ConfigurationKey("limits", "max_clients", \.limits.maxClients, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxClients = try reader.integer(value, in: 1...1_000_000)
-        },
-        ConfigurationKey("limits", "default_wait", \.limits.defaultWait, reload: true, show: seconds) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.defaultWait = try reader.seconds(value, allowZero: true)
-        },
-        ConfigurationKey("limits", "max_wait", \.limits.maxWait, reload: true, show: seconds) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxWait = try reader.seconds(value, allowZero: true)
-        },
-        ConfigurationKey("limits", "default_ttl", \.limits.defaultTTL, reload: true, show: seconds) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.defaultTTL = try reader.seconds(value, allowZero: false)
-        },
-        ConfigurationKey("limits", "max_ttl", \.limits.maxTTL, reload: true, show: seconds) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxTTL = try reader.seconds(value, allowZero: false)
-        },
-        ConfigurationKey("limits", "max_pending_per_connection", \.limits.maxPendingPerConnection, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxPendingPerConnection = try reader.integer(value, in: 1...1_000_000)
-        },
-        ConfigurationKey("limits", "max_holds_per_uid", \.limits.maxHoldsPerUID, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxHoldsPerUID = try reader.integer(value, in: 1...100_000_000)
-        },
-        ConfigurationKey("limits", "max_waiters_per_uid", \.limits.maxWaitersPerUID, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxWaitersPerUID = try reader.integer(value, in: 1...100_000_000)
-        },
-        ConfigurationKey("limits", "max_name_bytes", \.limits.maxNameBytes, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxNameBytes = try reader.integer(value, in: 1...255)
-        },
-        ConfigurationKey("limits", "max_output_bytes", \.limits.maxOutputBytes, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.limits.maxOutputBytes = try reader.integer(value, in: 4096...(1 << 30))
-        },
-        ConfigurationKey("limits", "write_timeout", \.limits.writeTimeout, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            guard let seconds = try reader.seconds(value, allowZero: false) else {
-                throw reader.error("must be a finite number of seconds")
-            }
-            configuration.limits.writeTimeout = seconds
-        },
-        ConfigurationKey("limits", "line_timeout", \.limits.lineTimeout, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
-            guard let seconds = try reader.seconds(value, allowZero: false) else {
-                throw reader.error("must be a finite number of seconds")
-            }
-            configuration.limits.lineTimeout = seconds
-        },
+        finite("shutdown", "grace", \.shutdownGrace, allowZero: true),
+        integer("limits", "max_line_bytes", \.limits.maxLineBytes, in: 256...(64 << 20)),
+        integer("limits", "max_clients", \.limits.maxClients, in: 1...1_000_000),
+        bound("limits", "default_wait", \.limits.defaultWait, allowZero: true),
+        bound("limits", "max_wait", \.limits.maxWait, allowZero: true),
+        bound("limits", "default_ttl", \.limits.defaultTTL, allowZero: false),
+        bound("limits", "max_ttl", \.limits.maxTTL, allowZero: false),
+        integer("limits", "max_pending_per_connection", \.limits.maxPendingPerConnection, in: 1...1_000_000),
+        integer("limits", "max_holds_per_uid", \.limits.maxHoldsPerUID, in: 1...100_000_000),
+        integer("limits", "max_waiters_per_uid", \.limits.maxWaitersPerUID, in: 1...100_000_000),
+        integer("limits", "max_name_bytes", \.limits.maxNameBytes, in: 1...255),
+        integer("limits", "max_output_bytes", \.limits.maxOutputBytes, in: 4096...(1 << 30)),
+        finite("limits", "write_timeout", \.limits.writeTimeout, allowZero: false),
+        finite("limits", "line_timeout", \.limits.lineTimeout, allowZero: false),
         ConfigurationKey("state", "directory", \.stateDirectory, reload: false, show: { $0 ?? "(default)" }) {
-            reader, value, configuration throws(ConfigurationError) in
+            reader, value throws(ConfigurationError) in
             let path = try reader.string(value)
             guard path.isEmpty || path.hasPrefix("/") else {
                 throw reader.error("must be an absolute path (or \"\" to keep no state)")
             }
-            configuration.stateDirectory = path
+            return path
         },
         ConfigurationKey("access", "break", \.access.breakers, reload: true, show: \.summary) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.access.breakers = try reader.principals(value)
+            reader, value throws(ConfigurationError) in
+            try reader.principals(value)
         },
         ConfigurationKey(
             "access", "rule", \.access.rules, reload: true,
             show: { "[" + $0.map(\.summary).joined(separator: ", ") + "]" }
         ) {
-            reader, value, configuration throws(ConfigurationError) in
-            configuration.access.rules = try reader.rules(value)
+            reader, value throws(ConfigurationError) in
+            try reader.rules(value)
         },
-        ConfigurationKey("log", "level", \.logLevel, reload: true) {
-            reader, value, configuration throws(ConfigurationError) in
+        ConfigurationKey("log", "level", \.logLevel, reload: true) { reader, value throws(ConfigurationError) in
             let name = try reader.string(value)
             guard let level = Logger.Level(rawValue: name) else {
                 throw reader.error("unknown level \"\(name)\" (\(Logger.Level.allCases.map(\.rawValue)))")
             }
-            configuration.logLevel = level
+            return level
         },
-        ConfigurationKey("log", "target", \.logTarget, reload: false) {
-            reader, value, configuration throws(ConfigurationError) in
+        ConfigurationKey("log", "target", \.logTarget, reload: false) { reader, value throws(ConfigurationError) in
             let name = try reader.string(value)
             guard let target = LockdConfiguration.LogTarget(rawValue: name) else {
                 throw reader.error(
                     "unknown target \"\(name)\" (\(LockdConfiguration.LogTarget.allCases.map(\.rawValue)))")
             }
-            configuration.logTarget = target
+            return target
         },
     ]
 }
