@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -15,6 +16,10 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -155,4 +160,85 @@ int lockd_has_children(void) {
     info.si_pid = 0;
     // WNOWAIT leaves a zombie for a later waitpid; ECHILD means there are none at all.
     return waitid(P_ALL, 0, &info, WEXITED | WSTOPPED | WCONTINUED | WNOHANG | WNOWAIT) == 0;
+}
+
+int lockd_range_set(int fd, int per_description, int kind, off_t start) {
+    static const short types[] = {F_UNLCK, F_RDLCK, F_WRLCK};
+    struct flock lock = {.l_type = types[kind], .l_whence = SEEK_SET, .l_start = start, .l_len = 1};
+    return fcntl(fd, per_description ? F_OFD_SETLK : F_SETLK, &lock);
+}
+
+int lockd_range_test(int fd, off_t start, off_t length, lockd_range *found) {
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = length};
+    if (fcntl(fd, F_OFD_GETLK, &lock) != 0) {
+        return -1;
+    }
+    if (lock.l_type == F_UNLCK) {
+        return 0;
+    }
+    found->start = lock.l_start;
+    found->length = lock.l_len;
+    found->pid = lock.l_pid;
+    return 1;
+}
+
+int lockd_close_watch(const char *path) {
+    int fd = inotify_init1(IN_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    if (inotify_add_watch(fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+void lockd_close_descriptors(const int *keep, int count) {
+    int from = 3;
+    for (;;) {
+        // The lowest kept descriptor at or above `from`.
+        int next = -1;
+        for (int i = 0; i < count; i++) {
+            if (keep[i] >= from && (next < 0 || keep[i] < next)) {
+                next = keep[i];
+            }
+        }
+        if (next < 0) {
+            break;
+        }
+        if (next > from) {
+            syscall(SYS_close_range, (unsigned int)from, (unsigned int)next - 1, 0);
+        }
+        from = next + 1;
+    }
+    syscall(SYS_close_range, (unsigned int)from, ~0U, 0);
+}
+
+int lockd_pidfd_signal(int pidfd, int signal) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+}
+
+void lockd_detach(void) {
+    prctl(PR_SET_PDEATHSIG, 0);
+    setsid();
+    int ignored[] = {SIGINT, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGPIPE};
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++) {
+        signal(ignored[i], SIG_IGN);
+    }
+    signal(SIGTERM, SIG_DFL);
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2) {
+            close(null);
+        }
+    }
 }

@@ -15,6 +15,7 @@ struct LockCtl: ParsableCommand {
         version: lockdVersion,
         subcommands: [
             Acquire.self, Release.self, Renew.self, Run.self, Shield.self, Status.self, Break.self, Flock.self,
+            FlockKeeper.self,
         ])
 
     /// Called as `lflock` (a link to lockctl), the binary is `lockctl flock`.

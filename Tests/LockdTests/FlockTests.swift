@@ -85,4 +85,93 @@ struct FlockTests {
         #expect(elapsed.map { $0 >= 450 && $0 < 1500 } == true, "\(tool): waited \(String(describing: elapsed)) ms")
         #expect(output.stdout.contains("command=5") && output.stdout.contains("string=6"), "\(tool): \(output.stdout)")
     }
+
+    /// Waits (up to 2 s) until `$FLOCK -n $F true` gets the lock and prints `NAME=STATUS`: a
+    /// keeper of lflock's FD form goes a few milliseconds after the last descriptor closes.
+    static let untilFree = "free() { for i in $(seq 40); do $FLOCK -n $F true 2>/dev/null && break; sleep 0.05; done; }"
+
+    @Test("FD form: the open file description owns the lock, as with flock(2)", arguments: tools)
+    func descriptor(_ tool: String) throws {
+        let output = try run(
+            tool,
+            """
+            exec 9>$F
+            $FLOCK -n 9; echo "lock=$?"
+            $FLOCK -n 9; echo "same-description=$?"
+            $FLOCK -n $F true 2>/dev/null; echo "path=$?"
+            exec 8>$F; $FLOCK -n -E 7 8 2>/dev/null; echo "other-description=$?"
+            $FLOCK -s 9; echo "to-shared=$?"
+            $FLOCK -s -n 8; echo "both-shared=$?"
+            $FLOCK -u 8; $FLOCK -u 9; echo "unlock=$?"
+            $FLOCK -n $F true; echo "free=$?"
+            $FLOCK 9; ( $FLOCK -u 9 ); $FLOCK -n $F true; echo "unlocked-by-child=$?"
+            $FLOCK 12 2>/dev/null; echo "closed-descriptor=$?"
+            $FLOCK abc 2>/dev/null; echo "not-a-descriptor=$?"
+            """)
+        let expected = """
+            lock=0
+            same-description=0
+            path=1
+            other-description=7
+            to-shared=0
+            both-shared=0
+            unlock=0
+            free=0
+            unlocked-by-child=0
+            closed-descriptor=65
+            not-a-descriptor=64
+
+            """
+        #expect(output.stdout == expected, "\(tool): \(output.stdout)\(output.stderr)")
+    }
+
+    @Test("FD form: the lock lasts while any process that inherited the descriptor keeps it", arguments: tools)
+    func inherited(_ tool: String) throws {
+        let output = try run(
+            tool,
+            Self.untilFree + """
+
+                exec 9>$F
+                $FLOCK 9
+                (sleep 1; echo "child-done") &
+                exec 9>&-
+                sleep 0.2
+                $FLOCK -n $F true 2>/dev/null; echo "child-holds=$?"
+                wait
+                free; echo "after-child=$?"
+                bash -c 'exec 9>$1; $0 9; echo "script-locked=$?"' $FLOCK $F
+                free; echo "after-script=$?"
+                """)
+        let expected = """
+            child-holds=1
+            child-done
+            after-child=0
+            script-locked=0
+            after-script=0
+
+            """
+        #expect(output.stdout == expected, "\(tool): \(output.stdout)\(output.stderr)")
+    }
+
+    @Test("FD form: -w times out with 1, and a waiter killed while waiting takes nothing", arguments: tools)
+    func descriptorWait(_ tool: String) throws {
+        let output = try run(
+            tool,
+            """
+            $FLOCK $F sleep 1.2 & sleep 0.3
+            exec 7>$F
+            $FLOCK -w 0.3 7 2>/dev/null; echo "timeout=$?"
+            $FLOCK 7 & waiter=$!
+            sleep 0.3; kill -TERM $waiter; wait $waiter; echo "killed=$?"
+            wait
+            $FLOCK -n $F true; echo "not-taken=$?"
+            """)
+        let expected = """
+            timeout=1
+            killed=143
+            not-taken=0
+
+            """
+        #expect(output.stdout == expected, "\(tool): \(output.stdout)\(output.stderr)")
+    }
 }

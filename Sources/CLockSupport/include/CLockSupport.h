@@ -66,4 +66,43 @@ char lockd_process_state(pid_t pid);
 /// descriptor, and systemd advises it for programs that do not use select(2).
 void lockd_raise_file_limit(void);
 
+/// A byte-range lock found by lockd_range_test.
+typedef struct {
+    off_t start;
+    /// 0 means "to the end of the file, however large".
+    off_t length;
+    /// The owning process for a process-associated (POSIX) lock; -1 for an open file
+    /// description's lock.
+    pid_t pid;
+} lockd_range;
+
+/// Lock kinds for lockd_range_set: remove, shared (read), exclusive (write).
+enum { LOCKD_RANGE_UNLOCK = 0, LOCKD_RANGE_READ = 1, LOCKD_RANGE_WRITE = 2 };
+
+/// Sets or removes a lock on the one byte at `start` without waiting: an open file description's
+/// lock (F_OFD_SETLK, shared by every descriptor of that description) when `per_description`, else
+/// a process-associated one (F_SETLK). Returns 0, or -1 with errno set (EAGAIN when held).
+int lockd_range_set(int fd, int per_description, int kind, off_t start);
+
+/// Looks for a lock in [start, start + length) (length 0: to the end) that another open file
+/// description or process holds (F_OFD_GETLK with an exclusive request, which conflicts with
+/// every lock, and works on a descriptor of any access mode). Returns 1 and fills `found`, 0 when
+/// there is none, -1 with errno set.
+int lockd_range_test(int fd, off_t start, off_t length, lockd_range *found);
+
+/// An inotify descriptor (close-on-exec) that becomes readable whenever an open file description
+/// of `path` is released (IN_CLOSE_WRITE, IN_CLOSE_NOWRITE), or -1 with errno set.
+int lockd_close_watch(const char *path);
+
+/// Closes every descriptor from 3 up, except the `count` ones in `keep` (-1 entries keep nothing).
+void lockd_close_descriptors(const int *keep, int count);
+
+/// pidfd_send_signal(2).
+int lockd_pidfd_signal(int pidfd, int signal);
+
+/// Leaves the caller's session and terminal for good: no parent-death signal, a session of its
+/// own, Ctrl-C, hang-ups and job-control signals ignored (SIGTERM keeps its default action), no
+/// blocked signals, and /dev/null on stdin, stdout and stderr.
+void lockd_detach(void);
+
 #endif
