@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
     ],
     targets: [
         // Thin C helpers for Linux calls Swift cannot make directly (variadic syscall/prctl,
@@ -40,6 +41,20 @@ let package = Package(
         .target(
             name: "LockClient",
             dependencies: ["LockProtocol", "LockCore", "CLockSupport"],
+            swiftSettings: strictSettings
+        ),
+        // etcd's v3 API over its JSON gateway (HTTP/1.1 on NIO), and lockd's lock recipe on it
+        // (docs/cluster.md).
+        .target(
+            name: "LockCluster",
+            dependencies: [
+                "LockCore", "LockProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+            ],
             swiftSettings: strictSettings
         ),
         // The daemon's parts (connections, persistence, owner watching, systemd, configuration)
@@ -100,6 +115,11 @@ let package = Package(
         ),
         .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
         .testTarget(name: "LockProtocolTests", dependencies: ["LockProtocol"]),
+        // Against a real etcd cluster (Debian's etcd-server), started by the tests.
+        .testTarget(
+            name: "LockClusterTests",
+            dependencies: ["LockCluster", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .testTarget(
             name: "LockServerTests",
             dependencies: [

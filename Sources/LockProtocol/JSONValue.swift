@@ -44,6 +44,12 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
+    /// The elements of an array; none when this is not an array.
+    public var elements: [JSONValue] {
+        if case .array(let elements) = self { return elements }
+        return []
+    }
+
     /// The value as a Boolean, if it is one.
     public var bool: Bool? {
         if case .bool(let value) = self { return value }
@@ -135,4 +141,12 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int64) { self = .int(value) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
+
+extension JSONValue: ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral {
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        self = .object(elements.map { (key: $0.0, value: $0.1) })
+    }
+
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
 }

@@ -163,9 +163,3 @@ struct StatusTable {
     }
 }
 
-extension JSONValue {
-    var elements: [JSONValue] {
-        if case .array(let elements) = self { return elements }
-        return []
-    }
-}

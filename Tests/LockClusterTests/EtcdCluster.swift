@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+
+/// A real etcd cluster from Debian's etcd-server, on free loopback ports with its data on tmpfs
+/// (never the packaged default port 2379): members that can be killed, stopped and restarted.
+final class EtcdCluster {
+    struct Member {
+        var name: String
+        var clientPort: Int
+        var peerPort: Int
+        var process: Process?
+        var clientURL: String { "http://127.0.0.1:\(clientPort)" }
+        var peerURL: String { "http://127.0.0.1:\(peerPort)" }
+    }
+
+    private(set) var members: [Member]
+    let directory: String
+
+    /// Starts `size` members (heartbeat 50 ms, election timeout 500 ms) and waits until every one
+    /// answers as healthy.
+    init(size: Int = 3) throws {
+        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        directory = base + "/lockd-etcd-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let ports = try freePorts(2 * size)
+        members = (0..<size).map { Member(name: "m\($0)", clientPort: ports[2 * $0], peerPort: ports[2 * $0 + 1]) }
+        for index in members.indices { try start(index) }
+        try waitHealthy()
+    }
+
+    deinit {
+        for member in members where member.process?.isRunning == true {
+            Foundation.kill(member.process!.processIdentifier, SIGCONT)
+            member.process!.terminate()
+            member.process!.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    var endpoints: [String] { members.map(\.clientURL) }
+
+    func start(_ index: Int) throws {
+        let member = members[index]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
+        process.arguments = [
+            "--name", member.name, "--data-dir", "\(directory)/\(member.name)",
+            "--listen-client-urls", member.clientURL, "--advertise-client-urls", member.clientURL,
+            "--listen-peer-urls", member.peerURL, "--initial-advertise-peer-urls", member.peerURL,
+            "--initial-cluster", members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ","),
+            "--initial-cluster-state", "new", "--initial-cluster-token",
+            URL(fileURLWithPath: directory).lastPathComponent,
+            "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "error",
+        ]
+        let log = "\(directory)/\(member.name).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: log)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        members[index].process = process
+    }
+
+    /// Kills a member (SIGKILL) and waits for it.
+    func kill(_ index: Int) {
+        guard let process = members[index].process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Sends a signal (SIGSTOP, SIGCONT) to a member.
+    func signal(_ index: Int, _ signal: Int32) {
+        if let process = members[index].process { Foundation.kill(process.processIdentifier, signal) }
+    }
+
+    /// The index of the current leader, from `etcdctl endpoint status`.
+    func leader() -> Int? {
+        for (index, member) in members.enumerated() where member.process?.isRunning == true {
+            let output = etcdctl(["--endpoints", member.clientURL, "endpoint", "status", "-w", "json"])
+            guard let data = output.data(using: .utf8),
+                let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]],
+                let status = list.first?["Status"] as? [String: Any],
+                let header = status["header"] as? [String: Any]
+            else { continue }
+            let memberID = "\(header["member_id"] ?? "")"
+            let leaderID = "\(status["leader"] ?? "")"
+            if memberID == leaderID { return index }
+        }
+        return nil
+    }
+
+    /// Runs etcdctl (API v3) and returns what it printed.
+    @discardableResult
+    func etcdctl(_ arguments: [String]) -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
+        process.arguments = arguments
+        process.environment = ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        // `endpoint health` writes its verdicts on stderr.
+        process.standardError = pipe
+        guard (try? process.run()) != nil else { return "" }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func waitHealthy(timeout: Double = 20) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        let running = members.filter { $0.process?.isRunning == true }.map(\.clientURL).joined(separator: ",")
+        while Date() < deadline {
+            let output = etcdctl(["--endpoints", running, "endpoint", "health", "--command-timeout", "1s"])
+            if output.components(separatedBy: "is healthy").count - 1 == running.split(separator: ",").count { return }
+            usleep(100_000)
+        }
+        throw ClusterError("etcd did not become healthy within \(timeout) s; logs in \(directory)")
+    }
+}
+
+struct ClusterError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Loopback TCP ports that were free a moment ago (bound to port 0, then closed).
+func freePorts(_ count: Int) throws -> [Int] {
+    var sockets: [Int32] = []
+    defer { sockets.forEach { close($0) } }
+    var ports: [Int] = []
+    for _ in 0..<count {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else { throw ClusterError("cannot find a free port") }
+        sockets.append(fd)
+        ports.append(Int(UInt16(bigEndian: address.sin_port)))
+    }
+    return ports
+}
