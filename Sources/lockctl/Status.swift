@@ -162,4 +162,3 @@ struct StatusTable {
         return out
     }
 }
-
