@@ -4,6 +4,9 @@ public enum RevocationReason: String, Sendable, Hashable {
     case `break`
     /// The owner's token lease ran out.
     case expired
+    /// This node lost its cluster store (it could not renew its lease in time): the store may
+    /// give the lock to another node. A shield cannot defer it (docs/cluster.md).
+    case lost
 }
 
 /// A grant: what an acquire answers.

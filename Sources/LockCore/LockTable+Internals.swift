@@ -15,15 +15,23 @@ extension LockTable {
         _ record: inout LockRecord, name: LockName, owner: LockOwner, mode: LockMode, origin: SessionID,
         creator: ClientIdentity, now: Moment
     ) -> Grant {
-        lastFence += 1
-        record.fence = lastFence
+        let fence: UInt64
+        if let base = record.fenceBase {
+            // A cluster lock: fences from the store's revision, beside the daemon's counter.
+            fence = base
+            record.fenceBase = base + 1
+        } else {
+            lastFence += 1
+            fence = lastFence
+        }
+        record.fence = fence
         record.holders.append(
             Hold(
-                owner: owner, mode: mode, count: 1, fence: lastFence, since: now.unixTime, shieldDepth: 0,
+                owner: owner, mode: mode, count: 1, fence: fence, since: now.unixTime, shieldDepth: 0,
                 pendingRevocation: nil, origin: origin, creator: creator))
         heldBy[owner, default: []].insert(name)
         holdsByUID[creator.uid, default: 0] += 1
-        return Grant(lock: name, mode: mode, count: 1, fence: lastFence)
+        return Grant(lock: name, mode: mode, count: 1, fence: fence)
     }
 
     /// A re-entrant grant: one more count; an exclusive request upgrades the hold for good.
@@ -94,13 +102,15 @@ extension LockTable {
             var grant: Grant
             if let index = record.holderIndex(of: waiter.owner) {
                 let isBlockedUpgrade =
-                    waiter.mode == .exclusive && record.holders[index].mode == .shared && record.holders.count > 1
+                    waiter.mode == .exclusive && record.holders[index].mode == .shared
+                    && (record.holders.count > 1 || !record.permitsUpgrade)
                 if isBlockedUpgrade { break }
                 record.waiters.removeFirst()
                 unindex(waiter)
                 grant = reenter(&record, at: index, name: name, mode: waiter.mode)
-            } else if lastFence < Self.maximumFence,
-                record.holders.allSatisfy({ $0.mode.isCompatible(with: waiter.mode) })
+            } else if record.nextFence(after: lastFence) <= Self.maximumFence,
+                record.holders.allSatisfy({ $0.mode.isCompatible(with: waiter.mode) }),
+                record.permits(waiter.mode, waiter: waiter.key)
             {
                 record.waiters.removeFirst()
                 unindex(waiter)

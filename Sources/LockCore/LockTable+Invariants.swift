@@ -32,7 +32,7 @@ extension LockTable {
                 if hold.shieldDepth < 0 || hold.shieldDepth > Self.maximumCount {
                     problems.append("lock \(name): \(hold.owner) has shield depth \(hold.shieldDepth)")
                 }
-                if hold.fence > record.fence || hold.fence > lastFence {
+                if hold.fence > record.fence || (record.gate == nil && hold.fence > lastFence) {
                     problems.append("lock \(name): fence \(hold.fence) above the lock's or the counter's")
                 }
                 if case .token(let token) = hold.owner, leases[token] == nil {
@@ -52,7 +52,8 @@ extension LockTable {
                 uidWaits[waiter.requester.uid, default: 0] += 1
                 bySession[waiter.key.session, default: []].insert(waiter.key)
             }
-            if let head = record.waiters.first, !isShuttingDown, lastFence < Self.maximumFence,
+            if let head = record.waiters.first, !isShuttingDown,
+                record.nextFence(after: lastFence) <= Self.maximumFence,
                 canGrant(head, in: record)
             {
                 problems.append("lock \(name): the waiter at the head (\(head.owner)) could be granted")
@@ -72,8 +73,11 @@ extension LockTable {
 
     private func canGrant(_ waiter: Waiter, in record: LockRecord) -> Bool {
         if let index = record.holderIndex(of: waiter.owner) {
-            return !(waiter.mode == .exclusive && record.holders[index].mode == .shared && record.holders.count > 1)
+            return
+                !(waiter.mode == .exclusive && record.holders[index].mode == .shared
+                && (record.holders.count > 1 || !record.permitsUpgrade))
         }
         return record.holders.allSatisfy { $0.mode.isCompatible(with: waiter.mode) }
+            && record.permits(waiter.mode, waiter: waiter.key)
     }
 }

@@ -33,12 +33,29 @@ extension LockTable {
         var fence: UInt64 = 0
         /// Whether a pid or token hold was ever on this record, so its changes are journaled.
         var hadDurableHold = false
+        /// For a lock shared through a cluster store: what this node may grant (`nil`: a local lock).
+        var gate: ClusterGate?
+        /// For a cluster lock: the fence of its next hold, from the store's revision.
+        var fenceBase: UInt64?
+
+        /// Whether the cluster lets a new hold in `mode` be granted (always, for a local lock).
+        func permits(_ mode: LockMode, waiter: RequestKey?) -> Bool {
+            gate?.permits(mode, waiter: waiter) ?? true
+        }
+
+        /// The fence a new hold would get: the cluster's next one, or the daemon's counter's.
+        func nextFence(after lastFence: UInt64) -> UInt64 { fenceBase ?? lastFence + 1 }
+
+        /// Whether the cluster lets a sole shared holder become exclusive.
+        var permitsUpgrade: Bool { gate.map { $0.allows == .exclusive } ?? true }
 
         func holderIndex(of owner: LockOwner) -> Int? {
             holders.firstIndex { $0.owner == owner }
         }
 
-        var isUnused: Bool { holders.isEmpty && waiters.isEmpty }
+        /// Nobody holds or waits, and (for a cluster lock) the node holds no granted key, whose
+        /// fence counter the record keeps.
+        var isUnused: Bool { holders.isEmpty && waiters.isEmpty && gate?.allows == nil }
 
         /// The effective mode of the lock: exclusive if any hold is.
         var mode: LockMode? {

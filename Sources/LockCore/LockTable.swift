@@ -77,6 +77,9 @@ public struct LockTable: Sendable {
     /// - Parameters:
     ///   - wait: seconds to wait; 0 tries once; `nil` waits forever.
     ///   - ttl: the lease for a token owner (required for tokens, ignored otherwise).
+    ///   - gate: for a lock shared through a cluster store that nobody here holds or waits for
+    ///     yet, what the cluster lets this node grant (``ClusterGate``); ignored once the lock has
+    ///     a record here.
     /// - Throws: `busy`, `deadlock`, `invalid` (duplicate request id), `shutting_down`.
     public mutating func acquire(
         _ name: LockName,
@@ -87,7 +90,8 @@ public struct LockTable: Sendable {
         request: RequestKey,
         requester: Requester,
         now: Moment,
-        effects: inout [LockEffect]
+        effects: inout [LockEffect],
+        gate: ClusterGate? = nil
     ) throws(LockError) -> AcquireOutcome {
         guard !isShuttingDown else { throw .shuttingDown() }
         guard pending[request] == nil else {
@@ -98,7 +102,7 @@ public struct LockTable: Sendable {
         {
             throw .denied("token \"\(token)\" belongs to uid \(lease.uid)")
         }
-        var record = locks[name] ?? LockRecord()
+        var record = locks[name] ?? LockRecord(gate: gate)
         defer {
             store(record, as: name)
         }
@@ -109,16 +113,18 @@ public struct LockTable: Sendable {
             guard hold.count < Self.maximumCount else {
                 throw LockError(.limit, "\(owner) already holds lock \"\(name)\" \(hold.count) times")
             }
-            if mode == .shared || hold.mode == .exclusive || record.holders.count == 1 {
+            if mode == .shared || hold.mode == .exclusive || (record.holders.count == 1 && record.permitsUpgrade) {
                 var grant = reenter(&record, at: index, name: name, mode: mode)
                 setLease(owner: owner, ttl: ttl, uid: requester.identity.uid, now: now, effects: &effects)
                 grant.expires = leaseEnd(of: owner)
                 return .granted(grant)
             }
             isUpgrade = true
-        } else if lastFence >= Self.maximumFence {
+        } else if record.nextFence(after: lastFence) > Self.maximumFence {
             throw LockError(.limit, "the fence counter has reached its maximum (\(Self.maximumFence)); no new holds")
-        } else if record.waiters.isEmpty, record.holders.allSatisfy({ $0.mode.isCompatible(with: mode) }) {
+        } else if record.waiters.isEmpty, record.holders.allSatisfy({ $0.mode.isCompatible(with: mode) }),
+            record.permits(mode, waiter: nil)
+        {
             var grant = addHold(
                 &record, name: name, owner: owner, mode: mode, origin: request.session,
                 creator: requester.identity, now: now)

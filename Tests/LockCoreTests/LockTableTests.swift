@@ -22,12 +22,12 @@ struct Harness {
 
     mutating func acquire(
         _ lock: String, _ owner: LockOwner, session: UInt64, mode: LockMode = .exclusive, wait: Double? = nil,
-        ttl: Double? = nil, uid: UInt32 = 1000
+        ttl: Double? = nil, uid: UInt32 = 1000, gate: ClusterGate? = nil
     ) throws(LockError) -> (RequestKey, AcquireOutcome) {
         let key = key(session)
         let outcome = try table.acquire(
             Self.name(lock), mode: mode, owner: owner, wait: wait, ttl: ttl, request: key,
-            requester: requester(session, uid: uid), now: now, effects: &effects)
+            requester: requester(session, uid: uid), now: now, effects: &effects, gate: gate)
         return (key, outcome)
     }
 
