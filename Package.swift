@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "LockServer",
             dependencies: [
-                "LockCore", "LockProtocol", "LockClient", "CLockSupport", "CSystemd",
+                "LockCore", "LockProtocol", "LockClient", "LockCluster", "CLockSupport", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -77,7 +77,8 @@ let package = Package(
         .executableTarget(
             name: "lockd",
             dependencies: [
-                "LockServer", "LockProtocol", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "LockServer", "LockProtocol", "LockCluster",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -115,11 +116,6 @@ let package = Package(
         ),
         .testTarget(name: "LockCoreTests", dependencies: ["LockCore"]),
         .testTarget(name: "LockProtocolTests", dependencies: ["LockProtocol"]),
-        // Against a real etcd cluster (Debian's etcd-server), started by the tests.
-        .testTarget(
-            name: "LockClusterTests",
-            dependencies: ["LockCluster", .product(name: "NIOPosix", package: "swift-nio")]
-        ),
         .testTarget(
             name: "LockServerTests",
             dependencies: [
@@ -130,7 +126,8 @@ let package = Package(
         .testTarget(
             name: "LockdTests",
             dependencies: [
-                "LockClient", "LockProtocol", "CLockSupport", "lockd", "lockctl", "lockd-stress", "lockd-fuzz",
+                "LockClient", "LockProtocol", "LockCluster", "CLockSupport", "lockd", "lockctl", "lockd-stress",
+                "lockd-fuzz", .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["pty-session.py"]
         ),

@@ -83,6 +83,9 @@ extension LockTable {
         for owner in owners { forgetIfIdle(owner, effects: &effects) }
     }
 
+    /// The requests waiting for `name`, in queue order.
+    public func waiterKeys(of name: LockName) -> Set<RequestKey> { Set(locks[name]?.waiters.map(\.key) ?? []) }
+
     /// The names whose records have a gate: the cluster locks this node holds or waits for.
     public var clusterLockNames: [LockName] { locks.compactMap { $0.value.gate == nil ? nil : $0.key } }
 }

@@ -170,7 +170,9 @@ extension LockTable {
     }
 
     func describeHolders(_ record: LockRecord) -> String {
-        guard !record.holders.isEmpty else { return "nobody (waiters are ahead)" }
+        guard !record.holders.isEmpty else {
+            return record.gate == nil ? "nobody (waiters are ahead)" : "another node of the cluster (see status)"
+        }
         var parts = record.holders.prefix(3).map { hold -> String in
             if case .pid = hold.owner { return "\(hold.owner)" }
             return "\(hold.owner) (pid \(hold.creator.pid))"

@@ -57,7 +57,8 @@ extension LockTable {
     public func status(of name: LockName? = nil) -> [LockStatus] {
         let names = name.map { [$0] } ?? locks.keys.sorted()
         return names.compactMap { name in
-            guard let record = locks[name], let mode = record.mode else { return nil }
+            // A cluster lock may have waiters here and its holders on other nodes.
+            guard let record = locks[name], let mode = record.mode ?? record.waiters.first?.mode else { return nil }
             return LockStatus(
                 name: name, mode: mode, fence: record.fence,
                 holders: record.holders.map { hold in

@@ -280,18 +280,18 @@ public struct LockTable: Sendable {
         removeWaiter(&record, at: index, name: name, answer: LockError(.timeout, message), now: now, effects: &effects)
     }
 
-    /// Cancels a pending acquire; it answers `cancelled`.
+    /// Cancels a pending acquire; it answers `cancelled` (or `code`).
     /// - Returns: whether the request was pending.
     @discardableResult
     public mutating func cancel(
-        _ key: RequestKey, reason: String? = nil, now: Moment, effects: inout [LockEffect]
+        _ key: RequestKey, reason: String? = nil, code: LockError.Code = .cancelled, now: Moment,
+        effects: inout [LockEffect]
     ) -> Bool {
         guard let name = pending[key], var record = locks[name],
             let index = record.waiters.firstIndex(where: { $0.key == key })
         else { return false }
         let message = reason ?? "the wait for lock \"\(name)\" was cancelled"
-        removeWaiter(
-            &record, at: index, name: name, answer: LockError(.cancelled, message), now: now, effects: &effects)
+        removeWaiter(&record, at: index, name: name, answer: LockError(code, message), now: now, effects: &effects)
         return true
     }
 

@@ -58,27 +58,39 @@ struct StatusTable {
     let absolute: Bool
 
     var lines: [String] {
+        // A lockd in a cluster names each entry's node: then the table gets a NODE column.
+        let clustered = locks.contains { lock in
+            (lock["holders"]?.elements ?? []).contains { $0["node"] != nil }
+                || (lock["waiters"]?.elements ?? []).contains { $0["node"] != nil }
+        }
+        func withNode(_ row: [String], _ node: JSONValue?) -> [String] {
+            guard clustered else { return row }
+            return Array(row[..<5]) + [cell(node, limit: 12)] + Array(row[5...])
+        }
         var rows = [
-            [
-                "LOCK", "STATE", "MODE", "FENCE", "OWNER", "PID", "N", "SH", absolute ? "SINCE" : "AGE", "EXPIRES",
-                "COMMAND",
-            ]
+            withNode(
+                [
+                    "LOCK", "STATE", "MODE", "FENCE", "OWNER", "PID", "N", "SH", absolute ? "SINCE" : "AGE", "EXPIRES",
+                    "COMMAND",
+                ], "NODE")
         ]
         for lock in locks {
             let lockName = cell(lock["name"], limit: 24)
             for holder in lock["holders"]?.elements ?? [] {
                 let state = holder["deferred"]?.string.map { $0 == "break" ? "breaking" : "expiring" } ?? "held"
-                rows.append([
+                let row = [
                     lockName, state, mode(holder["mode"]), cell(holder["fence"]), owner(holder["owner"]),
                     cell(holder["pid"]), cell(holder["count"]), cell(holder["shielded"]), time(holder["since"]),
                     expiry(holder["expires"]), cell(holder["cmdline"], limit: .max),
-                ])
+                ]
+                rows.append(withNode(row, holder["node"]))
             }
             for waiter in lock["waiters"]?.elements ?? [] {
-                rows.append([
+                let row = [
                     lockName, "waiting", mode(waiter["mode"]), "-", owner(waiter["owner"]), cell(waiter["pid"]), "-",
                     "-", time(waiter["since"]), "-", cell(waiter["cmdline"], limit: .max),
-                ])
+                ]
+                rows.append(withNode(row, waiter["node"]))
             }
         }
         let columns = rows[0].count
@@ -111,6 +123,7 @@ struct StatusTable {
         if let session = value?["session"]?.string { return "session \(session)" }
         if let pid = value?["pid"] { return "pid \(pid.serialized)" }
         if let token = value?["token"]?.string { return truncated("token " + Self.printable(token), to: 24) }
+        if let node = value?["node"]?.string { return truncated("node " + Self.printable(node), to: 24) }
         return "-"
     }
 

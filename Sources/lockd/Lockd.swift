@@ -1,4 +1,6 @@
 import ArgumentParser
+import Glibc
+import LockCluster
 import LockProtocol
 import LockServer
 import Logging
@@ -40,6 +42,59 @@ struct Lockd: AsyncParsableCommand {
     @Option(help: "Where logs go: auto (the journal under systemd, else stderr), journal, stderr (log.target).")
     var log: String?
 
+    @Option(help: "local (default): this host's locks only; etcd: share locks with other nodes (docs/cluster.md).")
+    var backend: String = "local"
+
+    @Option(help: "etcd members' client URLs, comma-separated (http://HOST:PORT,...), with --backend etcd.")
+    var etcdEndpoints: String?
+
+    @Option(help: "This node's name in the cluster (default: the host name), with --backend etcd.")
+    var node: String?
+
+    @Option(help: "The key prefix of this cluster's locks in etcd (default: /lockd/).")
+    var clusterPrefix: String?
+
+    @Option(help: "Seconds this node's holds outlive it or its link to etcd (its etcd lease; default 5).")
+    var leaseTTL: Int?
+
+    /// The cluster settings of the command line, or `nil` for a single host.
+    private func clusterSettings() throws -> ClusterSettings? {
+        switch backend {
+        case "local":
+            guard etcdEndpoints == nil, node == nil, clusterPrefix == nil, leaseTTL == nil else {
+                throw ValidationError(
+                    "--etcd-endpoints, --node, --cluster-prefix and --lease-ttl go with --backend etcd")
+            }
+            return nil
+        case "etcd":
+            let urls = (etcdEndpoints ?? "").split(separator: ",").map(String.init)
+            let endpoints = urls.compactMap(GatewayTransport.Endpoint.init(url:))
+            guard !urls.isEmpty, endpoints.count == urls.count else {
+                throw ValidationError("--backend etcd needs --etcd-endpoints http://HOST:PORT[,...]")
+            }
+            var hostname = [UInt8](repeating: 0, count: 256)
+            _ = hostname.withUnsafeMutableBufferPointer {
+                $0.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress!, 255) }
+            }
+            let name = node ?? String(decoding: hostname.prefix { $0 != 0 }, as: UTF8.self)
+            if let problem = ClusterSettings.problem(withNode: name) { throw ValidationError("--node: \(problem)") }
+            var settings = ClusterSettings(endpoints: endpoints, node: name)
+            if let clusterPrefix {
+                guard clusterPrefix.hasPrefix("/"), clusterPrefix.hasSuffix("/") else {
+                    throw ValidationError("--cluster-prefix starts and ends with /, like /lockd/")
+                }
+                settings.prefix = clusterPrefix
+            }
+            if let leaseTTL {
+                guard (1...3600).contains(leaseTTL) else { throw ValidationError("--lease-ttl is 1-3600 seconds") }
+                settings.leaseTTL = leaseTTL
+            }
+            return settings
+        default:
+            throw ValidationError("unknown --backend \(backend) (local, etcd)")
+        }
+    }
+
     func validate() throws {
         if let shutdownGrace, !(shutdownGrace >= 0 && shutdownGrace.isFinite) {
             throw ValidationError("--shutdown-grace must be a number of seconds >= 0")
@@ -50,12 +105,14 @@ struct Lockd: AsyncParsableCommand {
         if let log, !Daemon.logTargets.contains(log) {
             throw ValidationError("unknown --log \(log) (auto, journal, stderr)")
         }
+        _ = try clusterSettings()
     }
 
     func run() async throws {
-        let options = DaemonOptions(
+        var options = DaemonOptions(
             configurationFile: config, socket: socket, shutdownGrace: shutdownGrace,
             logLevel: logLevel.flatMap(Logger.Level.init(rawValue:)), stateDirectory: stateDir, logTarget: log)
+        options.cluster = try clusterSettings()
         let status = try await Daemon.run(options)
         if status != 0 { throw ExitCode(status) }
     }

@@ -55,6 +55,7 @@ struct ConfigurationOverrides: Sendable {
     var stateDirectory: String?
     /// `$LOCKD_SOCKET`, which ranks below `--socket` and above the file.
     var environmentSocket: String?
+    var cluster: ClusterSettings?
 
     func apply(to file: LockdConfiguration) -> LockdConfiguration {
         var configuration = file
@@ -63,6 +64,7 @@ struct ConfigurationOverrides: Sendable {
         if let logLevel { configuration.logLevel = logLevel }
         if let logTarget { configuration.logTarget = logTarget }
         if let stateDirectory { configuration.stateDirectory = stateDirectory }
+        if let cluster { configuration.cluster = cluster }
         return configuration
     }
 }

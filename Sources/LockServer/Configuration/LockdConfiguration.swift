@@ -6,6 +6,8 @@ import Logging
 /// `config/lockd.toml` documents each key; `docs/configuration.md` says which ones a reload
 /// (SIGHUP) changes at run time.
 struct LockdConfiguration: Equatable, Sendable {
+    /// The cluster this node joins (`--backend etcd`), or `nil` for a single host's lockd.
+    var cluster: ClusterSettings?
     /// Where lockd reads its configuration when `--config` is not given.
     static let defaultFile = "/etc/lockd/lockd.toml"
 

@@ -12,6 +12,8 @@ package struct DaemonOptions: Sendable {
     package var logLevel: Logger.Level?
     package var stateDirectory: String?
     package var logTarget: String?
+    /// The cluster to join (`--backend etcd`), or `nil`.
+    package var cluster: ClusterSettings?
 
     package init(
         configurationFile: String?, socket: String?, shutdownGrace: Double?, logLevel: Logger.Level?,
@@ -43,7 +45,8 @@ package enum Daemon {
             socket: options.socket, shutdownGrace: options.shutdownGrace, logLevel: options.logLevel,
             logTarget: options.logTarget.flatMap(LockdConfiguration.LogTarget.init(rawValue:)),
             stateDirectory: options.stateDirectory,
-            environmentSocket: getenv("LOCKD_SOCKET").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 })
+            environmentSocket: getenv("LOCKD_SOCKET").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 },
+            cluster: options.cluster)
         let file = options.configurationFile ?? LockdConfiguration.defaultFile
         let required = options.configurationFile != nil
         let configuration: LockdConfiguration

@@ -1,5 +1,6 @@
 import Glibc
 import LockClient
+import LockCluster
 import Logging
 import NIOCore
 import NIOPosix
@@ -39,6 +40,9 @@ struct LockdServer: Service, CustomStringConvertible {
                     service.abandon()
                     throw StartupFailure(description: "cannot use the state directory: \(error)")
                 }
+            }
+            if let settings = configuration.cluster {
+                service.join(settings, transport: GatewayTransport(endpoints: settings.endpoints, loop: loop))
             }
             return (service.bound, service.finishedFuture)
         }.wait()

@@ -37,7 +37,12 @@ extension LockService {
     ) throws(LockError) -> [(key: String, value: JSONValue)]? {
         switch operation {
         case .hello:
-            return [("server", .string(Self.serverName)), ("protocol", 1), ("session", .string("\(session.id)"))]
+            var fields: [(key: String, value: JSONValue)] = [
+                ("server", .string(Self.serverName)), ("protocol", 1), ("session", .string("\(session.id)")),
+                ("backend", cluster == nil ? "local" : "etcd"),
+            ]
+            if let cluster { fields.append(("node", .string(cluster.settings.node))) }
+            return fields
         case .ping:
             return []
         case .acquire(let lock, let mode, let wait, let spec):
@@ -82,7 +87,9 @@ extension LockService {
             if lock == nil, !session.identity.isRoot, !configuration.access.rules.isEmpty {
                 locks.removeAll { !allows(.status, $0.name, session) }
             }
-            return [("locks", Response.locks(locks, commandLine: owners.processes.commandLine(of:)))]
+            var json = Response.locks(locks, commandLine: owners.processes.commandLine(of:))
+            if let cluster { json = withClusterView(json, cluster: cluster, only: lock) }
+            return [("locks", json)]
         case .cancel(let request):
             let cancelled = mutate { table, now, effects in
                 table.cancel(session.key(request), now: now, effects: &effects)
@@ -106,6 +113,10 @@ extension LockService {
         }
         let key = session.key(id)
         let outcome: AcquireOutcome
+        // A lock shared with the cluster starts closed here until this node's key is granted.
+        let shared = cluster.map { $0.isShared(lock) } ?? false
+        if shared { cluster?.checkDeadline() }
+        let gate: ClusterGate? = shared ? ClusterGate() : nil
         do throws(LockError) {
             try checkHoldLimit(lock, owner: owner, session: session)
             // At a waiting limit the acquire may still be granted at once; it just may not wait.
@@ -115,10 +126,13 @@ extension LockService {
                 outcome = try mutate { table, now, effects throws(LockError) in
                     try table.acquire(
                         lock, mode: mode, owner: owner, wait: wait, ttl: ttl, request: key,
-                        requester: session.requester, now: now, effects: &effects)
+                        requester: session.requester, now: now, effects: &effects, gate: gate)
                 }
             } catch  where error.code == .busy && waitLimit != nil {
                 throw LockError(.limit, "lock \"\(lock)\" is held and \(waitLimit!)")
+            } catch  where error.code == .busy && wait == 0 && shared {
+                outcome = try tryThroughCluster(
+                    lock, mode: mode, owner: owner, ttl: ttl, key: key, session: session, gate: gate, busy: error)
             }
         } catch {
             if case .pid(let pid) = owner, !table.isActive(owner) { owners.stopWatching(pid) }
@@ -135,6 +149,27 @@ extension LockService {
             session.pending[key.tag] = id
             return nil
         }
+    }
+
+    /// A try-once acquire of a shared lock that nobody here holds or waits for: busy at once when
+    /// another node has a conflicting key; else it waits for the answer about this node's own
+    /// key (granted, or busy when an older key conflicts).
+    private func tryThroughCluster(
+        _ lock: LockName, mode: LockMode, owner: LockOwner, ttl: Double?, key: RequestKey, session: Session,
+        gate: ClusterGate?, busy: LockError
+    ) throws(LockError) -> AcquireOutcome {
+        guard let cluster else { throw busy }
+        let demand = inspectTable { $0.clusterDemand(of: lock) }
+        guard demand.holders == 0, demand.admittedWaiters == 0 else { throw busy }
+        if let why = cluster.isBusyWithoutAsking(lock, mode: mode) { throw LockError(.busy, why) }
+        let answerWithin = 2 * cluster.settings.requestTimeout + 1
+        let outcome = try mutate { table, now, effects throws(LockError) in
+            try table.acquire(
+                lock, mode: mode, owner: owner, wait: answerWithin, ttl: ttl, request: key,
+                requester: session.requester, now: now, effects: &effects, gate: gate)
+        }
+        if case .queued = outcome { cluster.waitsForAnswer(key, on: lock) }
+        return outcome
     }
 
     private func allows(_ action: AccessPolicy.Action, _ lock: LockName, _ session: Session) -> Bool {

@@ -1,4 +1,5 @@
 import Glibc
+import LockCluster
 import LockCore
 import LockProtocol
 import Logging
@@ -33,6 +34,8 @@ final class LockService {
     let persistence: Persistence
     let owners: OwnerWatch
     let reporter: StatusReporter
+    /// This node's part in a cluster of lockd nodes, when it is one (`--backend etcd`).
+    private(set) var cluster: ClusterLocks?
     /// The listening socket; it stays open until the service finishes, so that a client who comes
     /// during a stop hears `shutting_down` rather than finding no socket.
     var listener: (any Channel)?
@@ -206,6 +209,7 @@ final class LockService {
     /// (group commit), and answers queued meanwhile wait with them so that none overtakes another.
     /// Otherwise they go out at once, which keeps the hand-off from one client to the next short.
     func endOfBurst() {
+        cluster?.reconcile()
         persistence.record(&table, startTime: owners.startTime(of:))
         guard !persistence.commitScheduled else { return }
         if persistence.hasUnsyncedChanges {
@@ -259,6 +263,25 @@ final class LockService {
         }
     }
 
+    /// Joins the cluster of `settings` through `transport`: from now on, shared locks are
+    /// granted only as this node's keys in etcd allow.
+    func join(_ settings: ClusterSettings, transport: any EtcdTransport) {
+        let cluster = ClusterLocks(settings: settings, transport: transport, service: self, logger: logger)
+        self.cluster = cluster
+        // A journaled hold of a shared lock was this node's while an earlier lease of it lived;
+        // the cluster may have given the lock to another node since.
+        let restored = table.status(of: nil).map(\.name).filter(cluster.isShared)
+        if !restored.isEmpty {
+            logger.warning(
+                "dropped journaled holds of locks shared with the cluster",
+                metadata: ["locks": "\(restored.map(\.rawValue))"])
+            mutate { table, now, effects in
+                for name in restored { table.loseCluster(name, now: now, effects: &effects) }
+            }
+        }
+        cluster.start()
+    }
+
     /// Says READY=1: the listener is open.
     func announceReady() { reporter.ready() }
 
@@ -310,6 +333,7 @@ final class LockService {
         grace?.cancel()
         lifecycle = .finished
         listener?.close(promise: nil)
+        cluster?.stop()
         for session in connections.all { closeAfterFlush(session) }
         owners.stopAll()
         reporter.finish()
