@@ -57,6 +57,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Starts a real etcd cluster on free loopback ports, for the tests and the benchmark.
+        .target(name: "EtcdLauncher", swiftSettings: strictSettings),
         // The daemon's parts (connections, persistence, owner watching, systemd, configuration)
         // and the request dispatch over them; `lockd` is only its command line.
         .target(
@@ -101,7 +103,9 @@ let package = Package(
         .executableTarget(
             name: "lockd-bench",
             dependencies: [
-                "LockClient", "LockProtocol", "CLockSupport",
+                "LockClient", "LockProtocol", "CLockSupport", "LockCluster", "EtcdLauncher",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -109,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "lockd-stress",
             dependencies: [
-                "LockClient", "LockProtocol", "LockCore",
+                "LockClient", "LockProtocol", "LockCore", "EtcdLauncher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -119,15 +123,15 @@ let package = Package(
         .testTarget(
             name: "LockServerTests",
             dependencies: [
-                "LockServer", .product(name: "NIOTestUtils", package: "swift-nio"),
+                "LockServer", "LockCluster", .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
         .testTarget(
             name: "LockdTests",
             dependencies: [
-                "LockClient", "LockProtocol", "LockCluster", "CLockSupport", "lockd", "lockctl", "lockd-stress",
-                "lockd-fuzz", .product(name: "NIOPosix", package: "swift-nio"),
+                "LockClient", "LockProtocol", "LockCluster", "EtcdLauncher", "CLockSupport", "lockd", "lockctl",
+                "lockd-stress", "lockd-fuzz", .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["pty-session.py"]
         ),

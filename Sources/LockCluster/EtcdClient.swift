@@ -24,6 +24,14 @@ public final class EtcdClient {
         public var createRevision: Int64
         public var modRevision: Int64
         public var lease: Int64
+
+        public init(key: [UInt8], value: [UInt8], createRevision: Int64, modRevision: Int64, lease: Int64) {
+            self.key = key
+            self.value = value
+            self.createRevision = createRevision
+            self.modRevision = modRevision
+            self.lease = lease
+        }
     }
 
     /// A watch event.
@@ -117,6 +125,11 @@ public final class EtcdClient {
             "failure": .array([]),
         ]
         return call("/v3/kv/txn", body).map { $0["succeeded"]?.bool ?? false }
+    }
+
+    /// Deletes `key`, whatever its revision: for a key whose path only its writer ever uses.
+    public func delete(key: [UInt8]) -> EventLoopFuture<Void> {
+        call("/v3/kv/deleterange", ["key": .string(Self.base64(key))]).map { _ in }
     }
 
     // MARK: - Watches

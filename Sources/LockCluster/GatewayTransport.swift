@@ -8,14 +8,17 @@ import NIOPosix
 /// call is a POST of a JSON body; a unary answer is one JSON object, a stream's answer is a
 /// chunked body of one `{"result": …}` object per line.
 ///
-/// Unary calls share one keep-alive connection and are pipelined on it (etcd answers in order);
-/// each stream has a connection of its own. When a member cannot be reached, times out or says it
+/// Unary calls share a few keep-alive connections, each pipelined (etcd answers in order); the
+/// gateway works through one connection's requests one at a time, so concurrent calls (keys of
+/// many locks) need several. Each stream has a connection of its own. When a member cannot be reached, times out or says it
 /// has no leader, the next call goes to the next endpoint. Confined to its loop.
 public final class GatewayTransport: EtcdTransport {
     public let loop: any EventLoop
     private let endpoints: [Endpoint]
     private var current = 0
-    private var unary: EventLoopFuture<any Channel>?
+    /// The unary connections (`nil` where none is open) and the calls each has in flight.
+    private var unary: [EventLoopFuture<any Channel>?]
+    private var inFlight: [Int]
     private var streams: [ObjectIdentifier: any Channel] = [:]
     private var isShutDown = false
 
@@ -39,10 +42,13 @@ public final class GatewayTransport: EtcdTransport {
         public var description: String { "http://\(host):\(port)" }
     }
 
-    public init(endpoints: [Endpoint], loop: any EventLoop) {
+    /// - Parameter connections: how many unary calls may be worked on at once.
+    public init(endpoints: [Endpoint], loop: any EventLoop, connections: Int = 16) {
         precondition(!endpoints.isEmpty, "etcd needs at least one endpoint")
         self.endpoints = endpoints
         self.loop = loop
+        self.unary = Array(repeating: nil, count: max(1, connections))
+        self.inFlight = Array(repeating: 0, count: max(1, connections))
     }
 
     /// The endpoint the next connection goes to.
@@ -52,7 +58,8 @@ public final class GatewayTransport: EtcdTransport {
         loop.preconditionInEventLoop()
         let promise = loop.makePromise(of: JSONValue.self)
         let request = Self.request(path, body)
-        let channel = unaryChannel()
+        let (slot, channel) = unaryChannel()
+        inFlight[slot] += 1
         channel.assumeIsolated().whenComplete { result in
             switch result {
             case .success(let channel):
@@ -71,6 +78,7 @@ public final class GatewayTransport: EtcdTransport {
         }
         promise.futureResult.assumeIsolated().whenComplete { [weak self] result in
             timer.cancel()
+            self?.inFlight[slot] -= 1
             if case .failure(let error as EtcdError) = result, error.isMemberTrouble {
                 self?.dropUnary(channel, failed: true)
             }
@@ -116,18 +124,24 @@ public final class GatewayTransport: EtcdTransport {
     public func shutdown() {
         loop.preconditionInEventLoop()
         isShutDown = true
-        unary?.whenSuccess { $0.close(promise: nil) }
-        unary = nil
+        for connection in unary { connection?.whenSuccess { $0.close(promise: nil) } }
+        unary = unary.map { _ in nil }
         for channel in streams.values { channel.close(promise: nil) }
         streams = [:]
     }
 
     // MARK: - Connections
 
-    private func unaryChannel() -> EventLoopFuture<any Channel> {
-        if let unary { return unary }
+    /// A connection for the next call: an open one with nothing in flight, else a new one while
+    /// there is room, else the least busy (its calls wait in its pipeline).
+    private func unaryChannel() -> (Int, EventLoopFuture<any Channel>) {
+        let slot =
+            unary.indices.first { unary[$0] != nil && inFlight[$0] == 0 }
+            ?? unary.indices.first { unary[$0] == nil }
+            ?? unary.indices.min { inFlight[$0] < inFlight[$1] }!
+        if let open = unary[slot] { return (slot, open) }
         let connecting = connect { try $0.pipeline.syncOperations.addHandler(UnaryHandler()) }
-        unary = connecting
+        unary[slot] = connecting
         connecting.assumeIsolated().whenComplete { [weak self] result in
             switch result {
             case .success(let channel):
@@ -136,12 +150,12 @@ public final class GatewayTransport: EtcdTransport {
                 self?.dropUnary(connecting, failed: true)
             }
         }
-        return connecting
+        return (slot, connecting)
     }
 
     private func dropUnary(_ channel: EventLoopFuture<any Channel>, failed: Bool) {
-        guard unary === channel else { return }
-        unary = nil
+        guard let slot = unary.firstIndex(where: { $0 === channel }) else { return }
+        unary[slot] = nil
         if failed { advance() }
         channel.whenSuccess { $0.close(promise: nil) }
     }

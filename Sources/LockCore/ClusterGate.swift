@@ -35,7 +35,8 @@ extension LockTable {
         public var mode: LockMode?
         /// Holds of this node's owners.
         public var holders: Int
-        /// Waiters that the gate still admits (all of them when it admits every waiter).
+        /// Waiters that the gate still admits and can reach (the admitted run at the head of the
+        /// queue; all of them when it admits every waiter).
         public var admittedWaiters: Int
     }
 
@@ -48,7 +49,10 @@ extension LockTable {
         let modes = record.holders.map(\.mode) + record.waiters.map(\.mode)
         let mode: LockMode? = modes.isEmpty ? nil : modes.contains(.exclusive) ? .exclusive : .shared
         let admitted = record.gate?.admitted
-        let waiters = admitted.map { set in record.waiters.count { set.contains($0.key) } } ?? record.waiters.count
+        // An admitted waiter behind one that is not (an upgrade goes to the head) cannot be served
+        // under this key: it counts as not admitted, so the node lets the key go.
+        let waiters =
+            admitted.map { set in record.waiters.prefix { set.contains($0.key) }.count } ?? record.waiters.count
         return ClusterDemand(mode: mode, holders: record.holders.count, admittedWaiters: waiters)
     }
 

@@ -32,11 +32,28 @@ struct LoadResult {
 }
 
 /// Runs `clients` threads, each with its own connection, doing `first` then `second` round trips
-/// in a loop for `seconds` (after a short warm-up), pipelining off.
+/// in a loop for `seconds` (after a short warm-up), pipelining off. Client `i` talks to
+/// `paths[i % paths.count]`.
 func runLoad(
-    clients: Int, seconds: Double, path: String, serverPID: Int32? = nil, serverThread: Int32? = nil,
-    setup: (@Sendable (Int) -> [UInt8])? = nil,
+    clients: Int, seconds: Double, path: String, paths: [String]? = nil, serverPID: Int32? = nil,
+    serverThread: Int32? = nil, setup: (@Sendable (Int) -> [UInt8])? = nil,
     requests: @escaping @Sendable (Int) -> (first: [UInt8], firstOK: [UInt8], second: [UInt8], secondOK: [UInt8])
+) -> LoadResult {
+    runPairs(clients: clients, seconds: seconds, serverPID: serverPID, serverThread: serverThread) { index in
+        guard let client = RawLineClient(path: paths.map { $0[index % $0.count] } ?? path) else { return nil }
+        let (first, firstOK, second, secondOK) = requests(index)
+        // A request each client makes once before the loop, such as taking a lock of its own.
+        if let setup { client.roundTrip(setup(index), expect: []) }
+        return ({ client.roundTrip(first, expect: firstOK) }, { client.roundTrip(second, expect: secondOK) })
+    }
+}
+
+/// Runs `clients` threads, each doing its `first` then its `second` call in a loop for `seconds`
+/// (after a short warm-up); `makeClient` (called on the client's thread) connects and returns the
+/// two calls, or `nil` when it cannot.
+func runPairs(
+    clients: Int, seconds: Double, serverPID: Int32? = nil, serverThread: Int32? = nil,
+    makeClient: @escaping @Sendable (Int) -> (first: () -> Bool, second: () -> Bool)?
 ) -> LoadResult {
     final class Results: @unchecked Sendable {
         let lock = NSLock()
@@ -56,13 +73,10 @@ func runLoad(
         done.enter()
         Thread.detachNewThread {
             defer { done.leave() }
-            guard let client = RawLineClient(path: path) else {
+            guard let (first, second) = makeClient(index) else {
                 ready.leave()
                 return
             }
-            let (first, firstOK, second, secondOK) = requests(index)
-            // A request each client makes once before the loop, such as taking a lock of its own.
-            if let setup { client.roundTrip(setup(index), expect: []) }
             ready.leave()
             go.wait()
             let start = LockConnection.monotonicSeconds()
@@ -79,9 +93,9 @@ func runLoad(
             while true {
                 let before = LockConnection.monotonicSeconds()
                 if before >= stop { break }
-                let okFirst = client.roundTrip(first, expect: firstOK)
+                let okFirst = first()
                 let middle = LockConnection.monotonicSeconds()
-                let okSecond = client.roundTrip(second, expect: secondOK)
+                let okSecond = second()
                 let after = LockConnection.monotonicSeconds()
                 guard before >= measureFrom else { continue }
                 if okFirst && okSecond {

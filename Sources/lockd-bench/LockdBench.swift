@@ -18,6 +18,11 @@ struct LockdBench: ParsableCommand {
     @Option(help: "Idle connections for the scale step (0 skips it).") var idle = 10_000
     @Option(help: "Held locks for the scale step (0 skips it).") var held = 1_000_000
     @Option(help: "Runs of each command in the shell step (0 skips it).") var shellRuns = 200
+    @Flag(
+        help:
+            "Run the cluster steps instead: 3 lockd nodes on a real 3-member etcd cluster against etcd's own lock recipe."
+    )
+    var cluster = false
 
     func run() throws {
         lockd_raise_file_limit()
@@ -29,6 +34,10 @@ struct LockdBench: ParsableCommand {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lockd-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
+        if cluster {
+            return try ClusterBench.run(
+                binaries: binaries, directory: directory, seconds: seconds, shellRuns: shellRuns)
+        }
 
         let acquireAnswer =
             Array(#"{"id":1,"ok":true,"lock":"b-1","mode":"exclusive","count":1,"fence":123456}"#.utf8) + [10]

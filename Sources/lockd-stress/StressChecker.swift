@@ -13,6 +13,10 @@ struct StressChecker {
         /// When the release was answered (a break sent before then may have come first).
         var releaseAnswered: Double?
         var ttl: Double
+        /// Why lockd said it took the hold away, when it did.
+        var revoked: String?
+        /// The lockd node the worker talked to (0 on a single host).
+        var node = 0
         /// The earliest moment lockd may have taken the hold away (see ``earliestEnd``).
         var end = Double.infinity
     }
@@ -20,7 +24,14 @@ struct StressChecker {
     private(set) var holds: [Hold] = []
     private var breaks: [String: [(sent: Double, done: Double?)]] = [:]
     private var kills: [Int: Double] = [:]
-    private var crashes: [Double] = []
+    /// lockd crashes, with the node (0 on a single host).
+    private var crashes: [(time: Double, node: Int)] = []
+    private var workerNodes: [Int: Int] = [:]
+    private var paused: [(time: Double, node: Int)] = []
+    private var leaderKills: [Double] = []
+    /// Whether the nodes shared their locks through etcd: then a node's crash, pause or the etcd
+    /// leader's death may take any of its holds (`lost`, or dropped at its restart).
+    private var isCluster = false
     private(set) var operations = 0
     private(set) var violations: [String] = []
 
@@ -63,15 +74,31 @@ struct StressChecker {
                 }
             case .shield:
                 operations += 1
+            case .revoked:
+                if let index = open[event.source], holds[index].lock == event.lock, holds[index].revoked == nil {
+                    holds[index].revoked = event.detail
+                }
             case .workerKilled:
                 if let worker = Int(event.detail) { kills[worker] = event.time }
             case .lockdCrashed:
-                crashes.append(event.time)
-            case .lockdRestarted:
+                crashes.append((event.time, Int(event.detail) ?? 0))
+            case .lockdRestarted, .nodeResumed, .memberRestarted:
                 break
+            case .workerStarted:
+                let parts = event.detail.split(separator: " ").compactMap { Int($0) }
+                if parts.count == 2 { workerNodes[parts[0]] = parts[1] }
+            case .clusterRun:
+                isCluster = true
+            case .nodePaused:
+                paused.append((event.time, Int(event.detail) ?? 0))
+            case .leaderKilled:
+                leaderKills.append(event.time)
             }
         }
-        for index in holds.indices { holds[index].end = earliestEnd(of: holds[index]) }
+        for index in holds.indices {
+            holds[index].node = workerNodes[holds[index].worker] ?? 0
+            holds[index].end = earliestEnd(of: holds[index])
+        }
         checkExclusion()
         checkFences()
         checkDurability()
@@ -79,6 +106,17 @@ struct StressChecker {
 
     var killCount: Int { kills.count }
     var restarts: Int { crashes.count }
+    var pauses: Int { paused.count }
+    var leaderKillCount: Int { leaderKills.count }
+
+    /// The first cluster fault after `time` that may take a hold on `node` away: its crash, its
+    /// pause, or the etcd leader's death (which may outlast the node's deadline).
+    private func clusterFault(on node: Int, after time: Double) -> Double? {
+        guard isCluster else { return nil }
+        let faults =
+            crashes.filter { $0.node == node }.map(\.time) + paused.filter { $0.node == node }.map(\.time) + leaderKills
+        return faults.filter { $0 > time }.min()
+    }
 
     /// The earliest time lockd may have removed the hold: the release request, a break sent
     /// after the acquire, the owner's death (a killed worker; a lockd crash for session holds),
@@ -91,9 +129,15 @@ struct StressChecker {
         if let killed = kills[hold.worker], killed > hold.acquireSent, !hold.owner.hasPrefix("token:") {
             end = min(end, killed)
         }
-        if hold.owner == "session", let crash = crashes.first(where: { $0 > hold.acquireSent }) {
-            end = min(end, crash)
+        if hold.owner == "session",
+            let crash = crashes.first(where: { $0.time > hold.acquireSent && $0.node == hold.node })
+        {
+            end = min(end, crash.time)
         }
+        if let fault = clusterFault(on: hold.node, after: hold.acquireSent) { end = min(end, fault) }
+        // A node revokes `lost` at its own deadline, which the logs do not show; any time after
+        // the grant is possible.
+        if hold.revoked == "lost" { end = min(end, hold.granted) }
         if hold.owner.hasPrefix("token:") { end = min(end, hold.acquireSent + hold.ttl) }
         return end
     }
@@ -149,11 +193,15 @@ struct StressChecker {
             let broken = (breaks[hold.lock] ?? []).contains {
                 ($0.done ?? .infinity) > hold.acquireSent && $0.sent < answered
             }
-            let crashed = crashes.contains { $0 > hold.acquireSent && $0 < answered }
+            let crashed = crashes.contains { $0.time > hold.acquireSent && $0.time < answered && $0.node == hold.node }
             let expired = hold.owner.hasPrefix("token:") && answered >= hold.acquireSent + hold.ttl
             // A release sent just before a crash may have been done (and journaled) unanswered.
-            let releasedUnanswered = crashes.contains { $0 > releaseSent && $0 < answered }
-            let explained = broken || expired || releasedUnanswered || (hold.owner == "session" && crashed)
+            let releasedUnanswered = crashes.contains { $0.time > releaseSent && $0.time < answered }
+            let lost =
+                hold.revoked == "lost"
+                || (clusterFault(on: hold.node, after: hold.acquireSent).map { $0 < answered } ?? false)
+            let explained =
+                broken || expired || releasedUnanswered || lost || (hold.owner == "session" && crashed)
             if !explained {
                 violations.append(
                     "hold lost: \(hold.lock) fence \(hold.fence) of \(hold.owner) (worker \(hold.worker)) "

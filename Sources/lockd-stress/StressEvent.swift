@@ -14,13 +14,25 @@ struct StressEvent {
         /// The release answered ok, or `detail` names its error code.
         case released = "rel_ok"
         case releaseFailed = "rel_err"
+        /// lockd pushed a revocation of the worker's hold (`detail`: the reason).
+        case revoked
         case breakSent = "break_sent"
         case breakDone = "break_ack"
         case shield
-        /// The coordinator killed a worker (`detail` is its id), or lockd (crash) and restarted it.
+        /// The coordinator killed a worker (`detail` is its id), or lockd (crash; `detail` the node
+        /// in a cluster run) and restarted it.
         case workerKilled = "kill_worker"
         case lockdCrashed = "crash_lockd"
         case lockdRestarted = "restart_lockd"
+        /// Cluster runs: a worker started on a node (`detail`: "ID NODE"), a node stopped with
+        /// SIGSTOP and continued (`detail`: the node), the etcd leader killed and restarted.
+        case workerStarted = "spawn_worker"
+        /// The run is a cluster run (noted first).
+        case clusterRun = "cluster"
+        case nodePaused = "pause_node"
+        case nodeResumed = "resume_node"
+        case leaderKilled = "kill_leader"
+        case memberRestarted = "restart_member"
     }
 
     var time: Double

@@ -37,7 +37,11 @@ struct StressWorker {
             } catch {
                 connection = connect()
             }
-            while connection.takeRawBacklog() != nil {}  // revoked events: the checker uses break records
+            // Revocations: the checker learns of `lost` ones only from here (breaks it has).
+            while let event = connection.takeRawBacklog() {
+                guard event["event"]?.string == "revoked", let lock = event["lock"]?.string else { continue }
+                record(.init(time: now(), kind: .revoked, lock: lock, detail: event["reason"]?.string ?? "-"))
+            }
         }
     }
 

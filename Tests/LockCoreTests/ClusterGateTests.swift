@@ -93,4 +93,20 @@ struct ClusterGateTests {
         #expect(h.grants(h.takeEffects()) == [waiter])
         #expect(h.table.invariantViolations().isEmpty, "\(h.table.invariantViolations())")
     }
+
+    @Test("an admitted waiter stuck behind one that is not (an upgrade goes to the head) does not count as admitted")
+    func admittedBehindUpgrade() throws {
+        var h = Harness()
+        let name = Harness.name("db")
+        _ = try h.acquire("db", .session(SessionID(1)), session: 1, mode: .shared, gate: ClusterGate())
+        h.table.setGate(name, ClusterGate(allows: .exclusive), fenceBase: 1 << 20, now: h.now, effects: &h.effects)
+        _ = try h.acquire("db", .session(SessionID(2)), session: 2, mode: .shared)
+        let (writer, _) = try h.acquire("db", .session(SessionID(3)), session: 3)
+        h.table.setGate(
+            name, ClusterGate(allows: .exclusive, admitted: [writer]), fenceBase: nil, now: h.now, effects: &h.effects)
+        #expect(h.table.clusterDemand(of: name).admittedWaiters == 1)
+        _ = try h.acquire("db", .session(SessionID(1)), session: 1, mode: .exclusive)
+        #expect(h.table.clusterDemand(of: name).admittedWaiters == 0)
+        #expect(h.table.invariantViolations().isEmpty, "\(h.table.invariantViolations())")
+    }
 }

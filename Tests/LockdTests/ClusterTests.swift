@@ -1,3 +1,4 @@
+import EtcdLauncher
 import Foundation
 import LockClient
 import LockProtocol
@@ -158,5 +159,30 @@ struct ClusterTests {
         let after = Date().timeIntervalSince(start)
         #expect(event?["reason"]?.string == "lost", "\(String(describing: event))")
         #expect(after < Double(cluster.leaseTTL) + 1, "lost after \(after) s; the lease's ttl is \(cluster.leaseTTL) s")
+    }
+
+    @Test("killing the etcd leader: holds stay, and locks hand over again after the election")
+    func leaderKilled() throws {
+        let cluster = try LockdCluster(nodes: 2, leaseTTL: 3)
+        let holder = try Client(cluster[0])
+        #expect(try holder.answer(to: holder.acquire("db")).isOK)
+        let waiter = try Client(cluster[1])
+        let id = try waiter.acquire("db")
+        guard let leader = cluster.etcd.leader() else {
+            Issue.record("no leader found")
+            return
+        }
+        cluster.etcd.kill(leader)
+        // The hold survives the election (it ends well before the node's deadline) ...
+        usleep(1_500_000)
+        #expect(try holder.connection.next(timeout: 0.2) == nil, "no revocation")
+        // ... and the lock hands over afterwards.
+        #expect(try holder.release("db").isOK)
+        let grant = try waiter.answer(to: id, timeout: 15)
+        #expect(grant.isOK, "\(grant)")
+        let again = try Client(cluster[0])
+        let againID = try again.acquire("db", wait: 15)
+        #expect(try waiter.release("db").isOK)
+        #expect(try again.answer(to: againID, timeout: 20).isOK)
     }
 }

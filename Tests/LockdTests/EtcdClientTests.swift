@@ -1,3 +1,4 @@
+import EtcdLauncher
 import Foundation
 import LockCluster
 import NIOCore

@@ -138,7 +138,13 @@ final class ClusterLocks {
                 self.lose(because: "etcd no longer knows this node's lease")
                 return
             case .failure(let error):
+                // Another member may answer (the transport moved on): try again at once rather
+                // than a third of the ttl later, while the deadline draws near.
                 self.logger.warning("cannot renew the cluster lease", metadata: ["error": "\(error)"])
+                self.keepAliveTimer = self.loop.assumeIsolated().scheduleTask(in: .milliseconds(50)) {
+                    self.keepAlive(ttl: ttl)
+                }
+                return
             }
             self.scheduleKeepAlive(ttl: ttl)
         }
@@ -290,9 +296,12 @@ final class ClusterLocks {
         guard var own = keys[name], var key = mode == .exclusive ? own.exclusive : own.shared,
             key.key.sequence == sequence
         else {
-            // No longer wanted: the key goes again.
-            if case .success(let created) = result, created.created {
-                _ = client.delete(key: path, createRevision: created.revision)
+            // No longer wanted: the key goes again (if the call failed, it may exist all the same).
+            switch result {
+            case .success(let created) where created.created:
+                retire(ClusterKey(path: path, under: prefix), revision: created.revision)
+            case .success: break
+            case .failure: retire(ClusterKey(path: path, under: prefix), revision: nil)
             }
             return
         }
@@ -310,6 +319,9 @@ final class ClusterLocks {
             if key.granted { tries[name] = nil } else { failTries([name], nil) }
         case .success, .failure:
             logger.warning("cannot make a cluster key; trying again", metadata: ["lock_name": "\(name)"])
+            // A call that timed out may have made the key all the same; left there, it would keep
+            // every other node waiting.
+            if case .failure = result { retire(key.key, revision: nil) }
             failTries([name], "this node could not reach its cluster store")
             if mode == .exclusive { own.exclusive = nil } else { own.shared = nil }
             keys[name] = own
@@ -321,9 +333,27 @@ final class ClusterLocks {
         service.endOfBurst()
     }
 
+    /// Deletes a key whose creation has been answered (one still being made goes when its answer
+    /// comes and finds it unwanted).
     private func delete(_ own: OwnKey) {
         guard let revision = own.revision else { return }
-        _ = client.delete(key: own.key.path(under: prefix), createRevision: revision)
+        retire(own.key, revision: revision)
+    }
+
+    /// Deletes one of this node's keys, and keeps trying while the lease it was made under is
+    /// this node's: a key left behind would keep every other node waiting (once the lease goes,
+    /// etcd deletes the key with it). With its create revision the delete is guarded; without
+    /// (its creation was never answered) it is not, which is safe because no one else ever
+    /// writes that path.
+    private func retire(_ key: ClusterKey?, revision: Int64?) {
+        guard let key else { return }
+        let path = key.path(under: prefix)
+        let deleted =
+            revision.map { client.delete(key: path, createRevision: $0).map { _ in } } ?? client.delete(key: path)
+        deleted.assumeIsolated().whenFailure { _ in
+            guard self.lease == key.lease else { return }
+            self.loop.assumeIsolated().scheduleTask(in: .milliseconds(200)) { self.retire(key, revision: revision) }
+        }
     }
 
     // MARK: - Acquires that do not wait

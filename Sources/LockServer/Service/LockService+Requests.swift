@@ -115,7 +115,6 @@ extension LockService {
         let outcome: AcquireOutcome
         // A lock shared with the cluster starts closed here until this node's key is granted.
         let shared = cluster.map { $0.isShared(lock) } ?? false
-        if shared { cluster?.checkDeadline() }
         let gate: ClusterGate? = shared ? ClusterGate() : nil
         do throws(LockError) {
             try checkHoldLimit(lock, owner: owner, session: session)

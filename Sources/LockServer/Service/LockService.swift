@@ -90,6 +90,9 @@ final class LockService {
     func mutate<Result, Failure: Error>(
         _ body: (inout LockTable, Moment, inout [LockEffect]) throws(Failure) -> Result
     ) throws(Failure) -> Result {
+        // Past its cluster deadline a node must give up its shared holds before it grants
+        // anything: a paused process handles requests before its late timers.
+        cluster?.checkDeadline()
         defer { applyEffects() }
         return try body(&table, now, &effects)
     }

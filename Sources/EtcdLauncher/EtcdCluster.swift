@@ -1,24 +1,25 @@
 import Foundation
-import Testing
 
 /// A real etcd cluster from Debian's etcd-server, on free loopback ports with its data on tmpfs
 /// (never the packaged default port 2379): members that can be killed, stopped and restarted.
-final class EtcdCluster {
-    struct Member {
-        var name: String
-        var clientPort: Int
-        var peerPort: Int
-        var process: Process?
-        var clientURL: String { "http://127.0.0.1:\(clientPort)" }
-        var peerURL: String { "http://127.0.0.1:\(peerPort)" }
+/// For the tests and the benchmark.
+public final class EtcdCluster {
+    /// One member.
+    public struct Member {
+        public var name: String
+        public var clientPort: Int
+        public var peerPort: Int
+        public var process: Process?
+        public var clientURL: String { "http://127.0.0.1:\(clientPort)" }
+        public var peerURL: String { "http://127.0.0.1:\(peerPort)" }
     }
 
-    private(set) var members: [Member]
-    let directory: String
+    public private(set) var members: [Member]
+    public let directory: String
 
     /// Starts `size` members (heartbeat 50 ms, election timeout 500 ms) and waits until every one
     /// answers as healthy.
-    init(size: Int = 3) throws {
+    public init(size: Int = 3) throws {
         let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         directory = base + "/lockd-etcd-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -37,9 +38,9 @@ final class EtcdCluster {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    var endpoints: [String] { members.map(\.clientURL) }
+    public var endpoints: [String] { members.map(\.clientURL) }
 
-    func start(_ index: Int) throws {
+    public func start(_ index: Int) throws {
         let member = members[index]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
@@ -62,19 +63,19 @@ final class EtcdCluster {
     }
 
     /// Kills a member (SIGKILL) and waits for it.
-    func kill(_ index: Int) {
+    public func kill(_ index: Int) {
         guard let process = members[index].process, process.isRunning else { return }
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 
     /// Sends a signal (SIGSTOP, SIGCONT) to a member.
-    func signal(_ index: Int, _ signal: Int32) {
+    public func signal(_ index: Int, _ signal: Int32) {
         if let process = members[index].process { Foundation.kill(process.processIdentifier, signal) }
     }
 
     /// The index of the current leader, from `etcdctl endpoint status`.
-    func leader() -> Int? {
+    public func leader() -> Int? {
         for (index, member) in members.enumerated() where member.process?.isRunning == true {
             let output = etcdctl(["--endpoints", member.clientURL, "endpoint", "status", "-w", "json"])
             guard let data = output.data(using: .utf8),
@@ -91,7 +92,7 @@ final class EtcdCluster {
 
     /// Runs etcdctl (API v3) and returns what it printed.
     @discardableResult
-    func etcdctl(_ arguments: [String]) -> String {
+    public func etcdctl(_ arguments: [String]) -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
         process.arguments = arguments
@@ -106,7 +107,7 @@ final class EtcdCluster {
         return String(decoding: data, as: UTF8.self)
     }
 
-    func waitHealthy(timeout: Double = 20) throws {
+    public func waitHealthy(timeout: Double = 20) throws {
         let deadline = Date().addingTimeInterval(timeout)
         let running = members.filter { $0.process?.isRunning == true }.map(\.clientURL).joined(separator: ",")
         while Date() < deadline {
@@ -118,13 +119,13 @@ final class EtcdCluster {
     }
 }
 
-struct ClusterError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct ClusterError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Loopback TCP ports that were free a moment ago (bound to port 0, then closed).
-func freePorts(_ count: Int) throws -> [Int] {
+public func freePorts(_ count: Int) throws -> [Int] {
     var sockets: [Int32] = []
     defer { sockets.forEach { close($0) } }
     var ports: [Int] = []
