@@ -42,8 +42,11 @@ struct Lockd: AsyncParsableCommand {
     @Option(help: "Where logs go: auto (the journal under systemd, else stderr), journal, stderr (log.target).")
     var log: String?
 
-    @Option(help: "local (default): this host's locks only; etcd: share locks with other nodes (docs/cluster.md).")
-    var backend: String = "local"
+    @Option(
+        help:
+            "local: this host's locks only; etcd: share locks with other nodes (docs/cluster.md) (cluster.backend; default local)."
+    )
+    var backend: String?
 
     @Option(help: "etcd members' client URLs, comma-separated (http://HOST:PORT,...), with --backend etcd.")
     var etcdEndpoints: String?
@@ -59,7 +62,7 @@ struct Lockd: AsyncParsableCommand {
 
     /// The cluster settings of the command line, or `nil` for a single host.
     private func clusterSettings() throws -> ClusterSettings? {
-        switch backend {
+        switch backend ?? (etcdEndpoints == nil ? "local" : "etcd") {
         case "local":
             guard etcdEndpoints == nil, node == nil, clusterPrefix == nil, leaseTTL == nil else {
                 throw ValidationError(
@@ -72,11 +75,7 @@ struct Lockd: AsyncParsableCommand {
             guard !urls.isEmpty, endpoints.count == urls.count else {
                 throw ValidationError("--backend etcd needs --etcd-endpoints http://HOST:PORT[,...]")
             }
-            var hostname = [UInt8](repeating: 0, count: 256)
-            _ = hostname.withUnsafeMutableBufferPointer {
-                $0.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress!, 255) }
-            }
-            let name = node ?? String(decoding: hostname.prefix { $0 != 0 }, as: UTF8.self)
+            let name = node ?? ClusterSettings.hostName
             if let problem = ClusterSettings.problem(withNode: name) { throw ValidationError("--node: \(problem)") }
             var settings = ClusterSettings(endpoints: endpoints, node: name)
             if let clusterPrefix {
@@ -91,7 +90,7 @@ struct Lockd: AsyncParsableCommand {
             }
             return settings
         default:
-            throw ValidationError("unknown --backend \(backend) (local, etcd)")
+            throw ValidationError("unknown --backend \(backend ?? "") (local, etcd)")
         }
     }
 
@@ -113,6 +112,8 @@ struct Lockd: AsyncParsableCommand {
             configurationFile: config, socket: socket, shutdownGrace: shutdownGrace,
             logLevel: logLevel.flatMap(Logger.Level.init(rawValue:)), stateDirectory: stateDir, logTarget: log)
         options.cluster = try clusterSettings()
+        // An explicit --backend local keeps this lockd off a cluster its file names.
+        options.localOnly = backend == "local"
         let status = try await Daemon.run(options)
         if status != 0 { throw ExitCode(status) }
     }

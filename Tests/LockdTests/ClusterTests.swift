@@ -185,4 +185,21 @@ struct ClusterTests {
         #expect(try waiter.release("db").isOK)
         #expect(try again.answer(to: againID, timeout: 20).isOK)
     }
+
+    @Test("the [cluster] table joins a node as the command line does; a table that cannot work stops lockd (78)")
+    func configurationTable() throws {
+        let etcd = try EtcdCluster()
+        let endpoints = etcd.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
+        let node = try Daemon(
+            config: "[cluster]\nbackend = \"etcd\"\nendpoints = [\(endpoints)]\nnode = \"from-file\"\nlease_ttl = 2\n")
+        let hello = try node.connect().ask("hello")
+        #expect(hello["backend"]?.string == "etcd" && hello["node"]?.string == "from-file", "\(hello)")
+        // --backend local keeps it off the cluster the file names.
+        let local = try Daemon(
+            arguments: ["--backend", "local"], config: "[cluster]\nbackend = \"etcd\"\nendpoints = [\(endpoints)]\n")
+        #expect(try local.connect().ask("hello")["backend"]?.string == "local")
+        let bad = try Daemon(config: "[cluster]\nbackend = \"etcd\"\n", waitForSocket: false)
+        #expect(waitExit(bad.process) == 78)
+        #expect(bad.log.contains("endpoints"), "\(bad.log)")
+    }
 }

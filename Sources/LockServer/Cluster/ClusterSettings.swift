@@ -1,3 +1,4 @@
+import Glibc
 import LockCluster
 import LockCore
 
@@ -30,6 +31,15 @@ package struct ClusterSettings: Sendable, Equatable {
             return "a node name is 1-64 bytes of A-Z a-z 0-9 . _ -, not \"\(node)\""
         }
         return nil
+    }
+
+    /// This host's name, the default node name.
+    package static var hostName: String {
+        var name = [UInt8](repeating: 0, count: 256)
+        _ = name.withUnsafeMutableBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { gethostname($0.baseAddress!, 255) }
+        }
+        return String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     /// Whether `name` is shared with the cluster (else it stays on this host).

@@ -66,6 +66,11 @@ enum ConfigurationFile {
                 try apply(&reader, table[key]!, &configuration)
             }
         }
+        do {
+            configuration.cluster = try configuration.clusterTable.settings()
+        } catch {
+            throw reader.error(section: "cluster", key: error.key, error.message)
+        }
         return configuration
     }
 

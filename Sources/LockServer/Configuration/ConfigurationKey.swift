@@ -1,3 +1,4 @@
+import LockCluster
 import Logging
 import TOMLKit
 
@@ -124,6 +125,47 @@ struct ConfigurationKey: Sendable {
             reader, value throws(ConfigurationError) in
             try reader.rules(value)
         },
+        ConfigurationKey("cluster", "backend", \.clusterTable.backend, reload: false) {
+            reader, value throws(ConfigurationError) in
+            let backend = try reader.string(value)
+            guard ["local", "etcd"].contains(backend) else { throw reader.error("must be \"local\" or \"etcd\"") }
+            return backend
+        },
+        ConfigurationKey("cluster", "endpoints", \.clusterTable.endpoints, reload: false) {
+            reader, value throws(ConfigurationError) in
+            let urls = try reader.strings(value)
+            guard urls.allSatisfy({ GatewayTransport.Endpoint(url: $0) != nil }) else {
+                throw reader.error("must be etcd client URLs, [\"http://HOST:PORT\", ...]")
+            }
+            return urls
+        },
+        ConfigurationKey("cluster", "node", \.clusterTable.node, reload: false, show: { $0 ?? "(host name)" }) {
+            reader, value throws(ConfigurationError) in
+            let node = try reader.string(value)
+            if let problem = ClusterSettings.problem(withNode: node) { throw reader.error(problem) }
+            return node
+        },
+        ConfigurationKey("cluster", "prefix", \.clusterTable.prefix, reload: false) {
+            reader, value throws(ConfigurationError) in
+            let prefix = try reader.string(value)
+            guard prefix.hasPrefix("/"), prefix.hasSuffix("/") else { throw reader.error("must start and end with /") }
+            return prefix
+        },
+        ConfigurationKey("cluster", "lease_ttl", \.clusterTable.leaseTTL, reload: false) {
+            reader, value throws(ConfigurationError) in
+            try reader.integer(value, in: 1...3600, hint: "seconds")
+        },
+        ConfigurationKey("cluster", "request_timeout", \.clusterTable.requestTimeout, reload: false) {
+            reader, value throws(ConfigurationError) in
+            guard let seconds = try reader.seconds(value, allowZero: false) else {
+                throw reader.error("must be a finite number of seconds")
+            }
+            return seconds
+        },
+        ConfigurationKey("cluster", "local_prefixes", \.clusterTable.localPrefixes, reload: false) {
+            reader, value throws(ConfigurationError) in
+            try reader.strings(value)
+        },
         ConfigurationKey("log", "level", \.logLevel, reload: true) { reader, value throws(ConfigurationError) in
             let name = try reader.string(value)
             guard let level = Logger.Level(rawValue: name) else {
@@ -143,6 +185,17 @@ struct ConfigurationKey: Sendable {
 }
 
 extension ConfigurationFile.Reader {
+    /// An array of strings.
+    func strings(_ value: any TOMLValueConvertible) throws(ConfigurationError) -> [String] {
+        guard let array = value.array else { throw error("must be an array of strings") }
+        var strings: [String] = []
+        for index in 0..<array.count {
+            guard let string = array[index].string else { throw error("must be an array of strings") }
+            strings.append(string)
+        }
+        return strings
+    }
+
     /// `[[access.rule]]` tables.
     mutating func rules(_ value: any TOMLValueConvertible) throws(ConfigurationError) -> [AccessPolicy.Rule] {
         guard let array = value.array else { throw error("must be [[access.rule]] tables") }

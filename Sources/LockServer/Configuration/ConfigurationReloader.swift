@@ -56,6 +56,7 @@ struct ConfigurationOverrides: Sendable {
     /// `$LOCKD_SOCKET`, which ranks below `--socket` and above the file.
     var environmentSocket: String?
     var cluster: ClusterSettings?
+    var localOnly = false
 
     func apply(to file: LockdConfiguration) -> LockdConfiguration {
         var configuration = file
@@ -65,6 +66,7 @@ struct ConfigurationOverrides: Sendable {
         if let logTarget { configuration.logTarget = logTarget }
         if let stateDirectory { configuration.stateDirectory = stateDirectory }
         if let cluster { configuration.cluster = cluster }
+        if localOnly { configuration.cluster = nil }
         return configuration
     }
 }

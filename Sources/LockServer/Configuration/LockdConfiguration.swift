@@ -1,4 +1,5 @@
 import Glibc
+import LockCluster
 import Logging
 
 /// Everything lockd reads from its configuration file, with the built-in defaults.
@@ -6,8 +7,49 @@ import Logging
 /// `config/lockd.toml` documents each key; `docs/configuration.md` says which ones a reload
 /// (SIGHUP) changes at run time.
 struct LockdConfiguration: Equatable, Sendable {
-    /// The cluster this node joins (`--backend etcd`), or `nil` for a single host's lockd.
+    /// The cluster this node joins (`--backend etcd`, or `[cluster]` with `backend = "etcd"`),
+    /// or `nil` for a single host's lockd.
     var cluster: ClusterSettings?
+    /// The `[cluster]` table as written; ``ConfigurationFile`` makes ``cluster`` from it.
+    var clusterTable = ClusterTable()
+
+    /// The `[cluster]` table's keys, with their defaults.
+    struct ClusterTable: Equatable, Sendable {
+        var backend = "local"
+        var endpoints: [String] = []
+        var node: String?
+        var prefix = "/lockd/"
+        var leaseTTL = 5
+        var requestTimeout: Double = 1
+        var localPrefixes = ["local/"]
+
+        /// The settings of `backend = "etcd"`, `nil` for `"local"`; the error says which key is wrong.
+        func settings() throws(ConfigurationTableError) -> ClusterSettings? {
+            guard backend == "etcd" else { return nil }
+            let parsed = endpoints.compactMap(GatewayTransport.Endpoint.init(url:))
+            guard !endpoints.isEmpty, parsed.count == endpoints.count else {
+                throw ConfigurationTableError(key: "endpoints", "backend \"etcd\" needs [\"http://HOST:PORT\", ...]")
+            }
+            let name = node ?? ClusterSettings.hostName
+            if let problem = ClusterSettings.problem(withNode: name) { throw ConfigurationTableError(key: "node", problem) }
+            var settings = ClusterSettings(endpoints: parsed, node: name)
+            settings.prefix = prefix
+            settings.leaseTTL = leaseTTL
+            settings.requestTimeout = requestTimeout
+            settings.localPrefixes = localPrefixes
+            return settings
+        }
+    }
+
+    /// A `[cluster]` value that is fine alone but not with the others.
+    struct ConfigurationTableError: Error {
+        var key: String
+        var message: String
+        init(key: String, _ message: String) {
+            self.key = key
+            self.message = message
+        }
+    }
     /// Where lockd reads its configuration when `--config` is not given.
     static let defaultFile = "/etc/lockd/lockd.toml"
 

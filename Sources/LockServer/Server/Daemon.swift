@@ -12,8 +12,10 @@ package struct DaemonOptions: Sendable {
     package var logLevel: Logger.Level?
     package var stateDirectory: String?
     package var logTarget: String?
-    /// The cluster to join (`--backend etcd`), or `nil`.
+    /// The cluster to join (`--backend etcd`), or `nil` to leave it to the file.
     package var cluster: ClusterSettings?
+    /// `--backend local`: no cluster, whatever the file says.
+    package var localOnly = false
 
     package init(
         configurationFile: String?, socket: String?, shutdownGrace: Double?, logLevel: Logger.Level?,
@@ -46,7 +48,7 @@ package enum Daemon {
             logTarget: options.logTarget.flatMap(LockdConfiguration.LogTarget.init(rawValue:)),
             stateDirectory: options.stateDirectory,
             environmentSocket: getenv("LOCKD_SOCKET").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 },
-            cluster: options.cluster)
+            cluster: options.cluster, localOnly: options.localOnly)
         let file = options.configurationFile ?? LockdConfiguration.defaultFile
         let required = options.configurationFile != nil
         let configuration: LockdConfiguration
