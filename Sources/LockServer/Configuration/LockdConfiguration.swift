@@ -31,7 +31,9 @@ struct LockdConfiguration: Equatable, Sendable {
                 throw ConfigurationTableError(key: "endpoints", "backend \"etcd\" needs [\"http://HOST:PORT\", ...]")
             }
             let name = node ?? ClusterSettings.hostName
-            if let problem = ClusterSettings.problem(withNode: name) { throw ConfigurationTableError(key: "node", problem) }
+            if let problem = ClusterSettings.problem(withNode: name) {
+                throw ConfigurationTableError(key: "node", problem)
+            }
             var settings = ClusterSettings(endpoints: parsed, node: name)
             settings.prefix = prefix
             settings.leaseTTL = leaseTTL
