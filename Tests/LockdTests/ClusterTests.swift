@@ -202,4 +202,20 @@ struct ClusterTests {
         #expect(waitExit(bad.process) == 78)
         #expect(bad.log.contains("endpoints"), "\(bad.log)")
     }
+
+    @Test("lockctl run --shield: the command finishes, and lockctl says the lock was lost (exit 3)")
+    func shieldedRunLost() throws {
+        let cluster = try LockdCluster(nodes: 1)
+        let members = [1, 2].compactMap { cluster.etcd.members[$0].process?.processIdentifier }
+        defer { for pid in members { kill(pid, SIGCONT) } }
+        let output = try cluster[0].shell(
+            """
+            $L run --shield migrate -- sh -c 'sleep 4; echo finished' & run=$!
+            sleep 0.5
+            kill -STOP \(members.map(String.init).joined(separator: " "))
+            wait $run; echo "exit=$?"
+            """, timeout: 30)
+        #expect(output.stdout.contains("finished") && output.stdout.contains("exit=3"), "\(output)")
+        #expect(output.stderr.contains("lost"), "\(output.stderr)")
+    }
 }
