@@ -9,10 +9,12 @@ struct LoadResult {
     /// Whole-pair latencies, and (for lock pairs) the first round trip alone: the wait.
     var pairLatencies: [Double]
     var firstLatencies: [Double]
-    /// When each measured first round trip was answered. On one exclusive lock that is a grant,
-    /// and the holder sends its release at that same instant, so the gaps between consecutive
-    /// grants are the hand-offs: release sent by one client to grant read by the next.
-    var firstAnswered: [Double]
+    /// When each measured first round trip was answered, and to which client, in time order. On
+    /// one exclusive lock that is a grant, and the holder sends its release at that same instant,
+    /// so the gaps between consecutive grants to two different clients are the hand-offs: release
+    /// sent by one client to grant read by the next. (A client that takes the lock again before
+    /// anyone else does has handed nothing off.)
+    var firstAnswered: [(time: Double, client: Int)]
     var failures: Int
     /// CPU time the server process spent per measured pair (all its threads), when known.
     var serverCPUPerPair: Double?
@@ -23,7 +25,11 @@ struct LoadResult {
     func pairPercentile(_ p: Double) -> Double { Self.percentile(pairLatencies, p) }
     func firstPercentile(_ p: Double) -> Double { Self.percentile(firstLatencies, p) }
     /// Sorted hand-off times (meaningful for clients contending for one exclusive lock).
-    var handOffs: [Double] { zip(firstAnswered.dropFirst(), firstAnswered).map { $0 - $1 }.sorted() }
+    var handOffs: [Double] {
+        zip(firstAnswered.dropFirst(), firstAnswered).compactMap { next, previous in
+            next.client == previous.client ? nil : next.time - previous.time
+        }.sorted()
+    }
 
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return .nan }
@@ -61,7 +67,7 @@ func runPairs(
         var failures = 0
         var pairLatencies: [Double] = []
         var firstLatencies: [Double] = []
-        var firstAnswered: [Double] = []
+        var firstAnswered: [(time: Double, client: Int)] = []
     }
     let results = Results()
     let ready = DispatchGroup()
@@ -86,7 +92,7 @@ func runPairs(
             var failures = 0
             var pairLatencies: [Double] = []
             var firstLatencies: [Double] = []
-            var firstAnswered: [Double] = []
+            var firstAnswered: [(time: Double, client: Int)] = []
             pairLatencies.reserveCapacity(100_000)
             firstLatencies.reserveCapacity(100_000)
             firstAnswered.reserveCapacity(100_000)
@@ -102,7 +108,7 @@ func runPairs(
                     pairs += 1
                     pairLatencies.append(after - before)
                     firstLatencies.append(middle - before)
-                    firstAnswered.append(middle)
+                    firstAnswered.append((middle, index))
                 } else {
                     failures += 1
                 }
@@ -136,7 +142,8 @@ func runPairs(
     }
     return LoadResult(
         clients: clients, pairs: results.pairs, seconds: seconds, pairLatencies: results.pairLatencies.sorted(),
-        firstLatencies: results.firstLatencies.sorted(), firstAnswered: results.firstAnswered.sorted(),
+        firstLatencies: results.firstLatencies.sorted(),
+        firstAnswered: results.firstAnswered.sorted { $0.time < $1.time },
         failures: results.failures, serverCPUPerPair: cpu.map { $0 / Double(max(1, results.pairs)) },
         serverUserShare: userShare)
 }

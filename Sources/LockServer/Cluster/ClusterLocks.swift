@@ -32,6 +32,10 @@ final class ClusterLocks {
     private var keepAliveTimer: Scheduled<Void>?
     private var deadlineTimer: Scheduled<Void>?
     private var sequence: UInt64 = 0
+    /// Since when each granted key that nobody here uses has been idle.
+    private var idleSince: [LockName: NIODeadline] = [:]
+    /// The timer that looks at idle keys again once they may have outlived ``idleLinger``.
+    private var sweep: Scheduled<Void>?
     private var isStopped = false
 
     enum Membership {
@@ -169,6 +173,7 @@ final class ClusterLocks {
         keepAliveTimer?.cancel()
         deadlineTimer?.cancel()
         keys = [:]
+        idleSince = [:]
         let names = service.inspectTable { $0.clusterLockNames }
         service.mutate { table, now, effects in
             for name in names { table.loseCluster(name, now: now, effects: &effects) }
@@ -230,6 +235,11 @@ final class ClusterLocks {
             }
         }
         guard let wanted = demand.mode else {
+            if keepsIdle(name, own, lease: lease) {
+                keys[name] = own
+                return
+            }
+            idleSince[name] = nil
             own.all.forEach(delete)
             keys[name] = nil
             if service.inspectTable({ $0.gate(of: name) }) != nil {
@@ -239,6 +249,7 @@ final class ClusterLocks {
             }
             return
         }
+        idleSince[name] = nil
         if wanted == .exclusive, own.exclusive == nil { own.exclusive = create(name, .exclusive, lease: lease) }
         if wanted == .shared, own.exclusive == nil, own.shared == nil {
             own.shared = create(name, .shared, lease: lease)
@@ -271,6 +282,31 @@ final class ClusterLocks {
             table.setGate(name, next, fenceBase: fenceBase, now: now, effects: &effects)
         }
     }
+
+    /// Whether to keep a granted key that nobody here uses any more, for ``idleLinger`` at most
+    /// and only while no other node waits for it: an owner here that takes the lock again at once
+    /// (a loop of acquire and release) then needs no etcd round trip. To another node the key
+    /// looks held meanwhile, as if the release had come that much later.
+    private func keepsIdle(_ name: LockName, _ own: OwnKeys, lease: Int64) -> Bool {
+        let granted = own.exclusive?.granted == true ? own.exclusive : own.shared?.granted == true ? own.shared : nil
+        guard let granted, let revision = granted.revision,
+            !mirror.isWaitedFor(name, mode: granted.key.mode, lease: lease, createRevision: revision)
+        else { return false }
+        let now = NIODeadline.now()
+        let since = idleSince[name] ?? now
+        idleSince[name] = since
+        guard now - since < Self.idleLinger else { return false }
+        if sweep == nil {
+            sweep = loop.assumeIsolated().scheduleTask(in: Self.idleLinger) {
+                self.sweep = nil
+                self.service.endOfBurst()
+            }
+        }
+        return true
+    }
+
+    /// How long a granted key outlives its last local use (docs/cluster.md).
+    static let idleLinger = TimeAmount.milliseconds(5)
 
     private func create(_ name: LockName, _ mode: LockMode, lease: Int64) -> OwnKey {
         sequence += 1
