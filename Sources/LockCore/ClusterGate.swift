@@ -38,6 +38,8 @@ extension LockTable {
         /// Waiters that the gate still admits and can reach (the admitted run at the head of the
         /// queue; all of them when it admits every waiter).
         public var admittedWaiters: Int
+        /// Whether the node's key may still give fences (else it needs a new key).
+        public var fencesLeft = true
     }
 
     /// The gate of `name`; `nil` for a local lock or a lock nobody here holds or waits for.
@@ -53,20 +55,28 @@ extension LockTable {
         // under this key: it counts as not admitted, so the node lets the key go.
         let waiters =
             admitted.map { set in record.waiters.prefix { set.contains($0.key) }.count } ?? record.waiters.count
-        return ClusterDemand(mode: mode, holders: record.holders.count, admittedWaiters: waiters)
+        return ClusterDemand(
+            mode: mode, holders: record.holders.count, admittedWaiters: waiters, fencesLeft: record.hasFence)
     }
 
     /// Changes what the cluster lets this node grant of `name` and grants what it now can. A lock
     /// whose gate allows something keeps its record (and its fence counter) while nobody holds
     /// it; a closed gate lets an idle record go.
-    /// - Parameter fenceBase: the fence of the next hold of `name` (fences of a cluster lock come
-    ///   from the store's revisions, so they grow across every node); `nil` keeps the current one.
+    /// - Parameters:
+    ///   - fenceBase: the fence of the next hold of `name` (fences of a cluster lock come from the
+    ///     store's revisions, so they grow across every node); `nil` keeps the current one.
+    ///   - fenceLimit: with `fenceBase`, the last fence this key may give: once it is used, no new
+    ///     hold is granted until a new key brings a new base.
     public mutating func setGate(
-        _ name: LockName, _ gate: ClusterGate, fenceBase: UInt64?, now: Moment, effects: inout [LockEffect]
+        _ name: LockName, _ gate: ClusterGate, fenceBase: UInt64?, fenceLimit: UInt64? = nil, now: Moment,
+        effects: inout [LockEffect]
     ) {
         guard var record = locks[name] else { return }
         record.gate = gate
-        if let fenceBase { record.fenceBase = fenceBase }
+        if let fenceBase {
+            record.fenceBase = fenceBase
+            record.fenceLimit = fenceLimit
+        }
         dispatch(&record, name: name, now: now, effects: &effects)
         store(record, as: name)
     }
@@ -83,6 +93,7 @@ extension LockTable {
         }
         record.gate = ClusterGate()
         record.fenceBase = nil
+        record.fenceLimit = nil
         store(record, as: name)
         for owner in owners { forgetIfIdle(owner, effects: &effects) }
     }

@@ -110,7 +110,7 @@ extension LockTable {
                 grant = reenter(&record, at: index, name: name, mode: waiter.mode)
             } else if record.nextFence(after: lastFence) <= Self.maximumFence,
                 record.holders.allSatisfy({ $0.mode.isCompatible(with: waiter.mode) }),
-                record.permits(waiter.mode, waiter: waiter.key)
+                record.permits(waiter.mode, waiter: waiter.key), record.hasFence
             {
                 record.waiters.removeFirst()
                 unindex(waiter)

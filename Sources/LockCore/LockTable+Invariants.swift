@@ -78,6 +78,6 @@ extension LockTable {
                 && (record.holders.count > 1 || !record.permitsUpgrade))
         }
         return record.holders.allSatisfy { $0.mode.isCompatible(with: waiter.mode) }
-            && record.permits(waiter.mode, waiter: waiter.key)
+            && record.permits(waiter.mode, waiter: waiter.key) && record.hasFence
     }
 }

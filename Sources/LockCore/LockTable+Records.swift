@@ -37,6 +37,15 @@ extension LockTable {
         var gate: ClusterGate?
         /// For a cluster lock: the fence of its next hold, from the store's revision.
         var fenceBase: UInt64?
+        /// For a cluster lock: the last fence the node's key may give; past it the node needs a
+        /// new key (a later revision) before anyone here gets a new hold.
+        var fenceLimit: UInt64?
+
+        /// Whether a new hold can get a fence (a cluster key's range may be used up).
+        var hasFence: Bool {
+            guard let fenceBase, let fenceLimit else { return true }
+            return fenceBase <= fenceLimit
+        }
 
         /// Whether the cluster lets a new hold in `mode` be granted (always, for a local lock).
         func permits(_ mode: LockMode, waiter: RequestKey?) -> Bool {

@@ -123,7 +123,7 @@ public struct LockTable: Sendable {
         } else if record.nextFence(after: lastFence) > Self.maximumFence {
             throw LockError(.limit, "the fence counter has reached its maximum (\(Self.maximumFence)); no new holds")
         } else if record.waiters.isEmpty, record.holders.allSatisfy({ $0.mode.isCompatible(with: mode) }),
-            record.permits(mode, waiter: nil)
+            record.permits(mode, waiter: nil), record.hasFence
         {
             var grant = addHold(
                 &record, name: name, owner: owner, mode: mode, origin: request.session,

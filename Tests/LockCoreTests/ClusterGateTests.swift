@@ -109,4 +109,28 @@ struct ClusterGateTests {
         #expect(h.table.clusterDemand(of: name).admittedWaiters == 0)
         #expect(h.table.invariantViolations().isEmpty, "\(h.table.invariantViolations())")
     }
+
+    @Test("a key whose fences are used up grants nothing more until a new key brings a new base")
+    func fencesUsedUp() throws {
+        var h = Harness()
+        let name = Harness.name("db")
+        _ = try h.acquire("db", .session(SessionID(1)), session: 1, gate: ClusterGate())
+        h.table.setGate(
+            name, ClusterGate(allows: .exclusive), fenceBase: 100, fenceLimit: 101, now: h.now, effects: &h.effects)
+        _ = try h.release("db", .session(SessionID(1)), session: 1)
+        let (_, second) = try h.acquire("db", .session(SessionID(2)), session: 2)
+        guard case .granted(let grant) = second else { Issue.record("\(second)"); return }
+        #expect(grant.fence == 101)
+        _ = try h.release("db", .session(SessionID(2)), session: 2)
+        let (third, outcome) = try h.acquire("db", .session(SessionID(3)), session: 3)
+        #expect(isQueued(outcome), "fence 102 is beyond the key's range")
+        #expect(h.table.clusterDemand(of: name).fencesLeft == false)
+        #expect(h.table.invariantViolations().isEmpty, "\(h.table.invariantViolations())")
+        h.table.setGate(
+            name, ClusterGate(allows: .exclusive), fenceBase: 200, fenceLimit: 299, now: h.now, effects: &h.effects)
+        let granted = h.takeEffects().compactMap { effect -> UInt64? in
+            if case .granted(let key, let grant) = effect, key == third { grant.fence } else { nil }
+        }
+        #expect(granted == [200])
+    }
 }

@@ -274,12 +274,17 @@ final class ClusterLocks {
         {
             next.admitted = service.inspectTable { $0.waiterKeys(of: name) }
         }
+        // The key has given all its fences: nobody more under it; once its holders are done the
+        // node lets it go and makes a new one (a later revision, higher fences).
+        if granted != nil, !demand.fencesLeft, next.admitted == nil { next.admitted = [] }
         guard next != gate || (granted != nil && gate.allows != granted?.key.mode) else { return }
         // A key newly granted starts its fences at its revision: above every fence any node
         // handed out under an older key of this lock.
-        let fenceBase = next.allows != gate.allows ? granted?.revision.map { UInt64($0) << 20 } : nil
+        let fenceBase = next.allows != gate.allows ? granted?.revision.map { UInt64($0) << Self.fenceBits } : nil
         service.mutate { table, now, effects in
-            table.setGate(name, next, fenceBase: fenceBase, now: now, effects: &effects)
+            table.setGate(
+                name, next, fenceBase: fenceBase, fenceLimit: fenceBase.map { $0 + (1 << Self.fenceBits) - 1 },
+                now: now, effects: &effects)
         }
     }
 
@@ -304,6 +309,10 @@ final class ClusterLocks {
         }
         return true
     }
+
+    /// A key's fences are its create revision shifted by this many bits, plus the grants made
+    /// under it: 2^20 grants per key, revisions below 2^33 within 2^53.
+    static let fenceBits: UInt64 = 20
 
     /// How long a granted key outlives its last local use (docs/cluster.md).
     static let idleLinger = TimeAmount.milliseconds(5)
