@@ -107,11 +107,13 @@ public final class EtcdCluster {
         return String(decoding: data, as: UTF8.self)
     }
 
-    public func waitHealthy(timeout: Double = 20) throws {
+    /// Waits until every running member answers as healthy. Generous: on a loaded machine (the
+    /// tests under ThreadSanitizer) the first election can take many election timeouts.
+    public func waitHealthy(timeout: Double = 90) throws {
         let deadline = Date().addingTimeInterval(timeout)
         let running = members.filter { $0.process?.isRunning == true }.map(\.clientURL).joined(separator: ",")
         while Date() < deadline {
-            let output = etcdctl(["--endpoints", running, "endpoint", "health", "--command-timeout", "1s"])
+            let output = etcdctl(["--endpoints", running, "endpoint", "health", "--command-timeout", "3s"])
             if output.components(separatedBy: "is healthy").count - 1 == running.split(separator: ",").count { return }
             usleep(100_000)
         }
