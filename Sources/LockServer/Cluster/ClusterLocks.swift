@@ -50,6 +50,10 @@ final class ClusterLocks {
         var exclusive: OwnKey?
         var shared: OwnKey?
         var all: [OwnKey] { [exclusive, shared].compactMap { $0 } }
+        /// The granted key that allows the most: the exclusive one, else the shared one.
+        var granted: OwnKey? {
+            exclusive?.granted == true ? exclusive : shared?.granted == true ? shared : nil
+        }
     }
 
     struct OwnKey {
@@ -267,7 +271,7 @@ final class ClusterLocks {
             own.shared = nil
         }
         keys[name] = own
-        let granted = own.exclusive?.granted == true ? own.exclusive : own.shared?.granted == true ? own.shared : nil
+        let granted = own.granted
         var next = ClusterGate(allows: granted?.key.mode, admitted: gate.admitted)
         if let granted, let revision = granted.revision, next.admitted == nil,
             mirror.isWaitedFor(name, mode: granted.key.mode, lease: lease, createRevision: revision)
@@ -293,8 +297,7 @@ final class ClusterLocks {
     /// (a loop of acquire and release) then needs no etcd round trip. To another node the key
     /// looks held meanwhile, as if the release had come that much later.
     private func keepsIdle(_ name: LockName, _ own: OwnKeys, lease: Int64) -> Bool {
-        let granted = own.exclusive?.granted == true ? own.exclusive : own.shared?.granted == true ? own.shared : nil
-        guard let granted, let revision = granted.revision,
+        guard let granted = own.granted, let revision = granted.revision,
             !mirror.isWaitedFor(name, mode: granted.key.mode, lease: lease, createRevision: revision)
         else { return false }
         let now = NIODeadline.now()
