@@ -32,9 +32,11 @@ let package = Package(
         .target(name: "CLockSupport"),
         // sd_notify, sd_listen_fds and sd_journal_sendv from Debian's libsystemd-dev.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // The current task's address without a retain/release pair (ReentrantAsyncLock's owner).
+        .target(name: "CTaskIdentity"),
         .target(
             name: "LockCore",
-            dependencies: [.product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["CTaskIdentity", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strictSettings
         ),
         .target(name: "LockProtocol", dependencies: ["LockCore"], swiftSettings: strictSettings),

@@ -1,4 +1,3 @@
-import DequeModule
 import Synchronization
 
 /// A fair mutual-exclusion lock for Swift concurrency: waiters are served first come, first
@@ -16,103 +15,59 @@ import Synchronization
 /// - A cancelled waiter throws `CancellationError` and is out of the queue. A grant that races
 ///   the cancellation is never lost: either the waiter leaves before it is chosen (and the next
 ///   one is served), or it is chosen and returns holding the lock, which it must release as usual
-///   (``withLock(_:)`` does).
+///   (``withLock(_:)`` does). A free lock is taken without a cancellation check, as asyncio does.
+/// - Inside ``withLock(_:)``, asking for the same lock again, from the same task or from a child
+///   task, throws ``AsyncLockDeadlock`` instead of waiting forever.
 ///
 /// The lock is not owned by a task: any task may call ``unlock()`` (a lock passed from one task
 /// to another is fine), but unlocking a lock that is not held is a programming error that stops
 /// the program. For a lock a task may take again while it holds it, see ``ReentrantAsyncLock``.
 public final class AsyncLock: Sendable {
-    private let state = Mutex(State())
-
-    fileprivate struct State {
-        var isHeld = false
-        var waiters: Deque<Waiter> = []
-        var nextTicket: UInt64 = 0
-        /// Tickets whose task was cancelled before it could queue.
-        var cancelledEarly: Set<UInt64> = []
-    }
-
-    fileprivate struct Waiter {
-        var ticket: UInt64
-        var continuation: CheckedContinuation<Void, any Error>
-    }
+    private let core = FairLockCore()
 
     public init() {}
 
     /// Whether some task holds the lock now (a snapshot, for diagnostics and tests).
-    public var isLocked: Bool { state.withLock { $0.isHeld } }
+    public var isLocked: Bool { core.state.withLock { $0.depth > 0 } }
 
     /// How many tasks wait for the lock now (a snapshot).
-    public var waiterCount: Int { state.withLock { $0.waiters.count } }
+    public var waiterCount: Int { core.state.withLock { $0.waiters.count } }
 
     /// Takes the lock if it is free and nobody waits for it.
     /// - Returns: whether the caller now holds the lock.
     public func tryLock() -> Bool {
-        state.withLock { state in
-            guard !state.isHeld, state.waiters.isEmpty else { return false }
-            state.isHeld = true
-            return true
-        }
+        core.tryLock(task: FairLockCore.noTask, reentrant: false) != nil
     }
 
     /// Waits for the lock, in arrival order.
-    /// - Throws: `CancellationError` when the task is cancelled while it waits (or before).
-    public func lock() async throws {
-        try Task.checkCancellation()
-        let ticket: UInt64? = state.withLock { state in
-            if !state.isHeld, state.waiters.isEmpty {
-                state.isHeld = true
-                return nil
-            }
-            state.nextTicket += 1
-            return state.nextTicket
-        }
-        guard let ticket else { return }
-        // Once the handler scope is left no cancellation handler can run: a mark left by one that
-        // came after the grant goes here.
-        defer { state.withLock { _ = $0.cancelledEarly.remove(ticket) } }
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let cancelled = state.withLock { state in
-                    if state.cancelledEarly.remove(ticket) != nil { return true }
-                    state.waiters.append(Waiter(ticket: ticket, continuation: continuation))
-                    return false
-                }
-                if cancelled { continuation.resume(throwing: CancellationError()) }
-            }
-        } onCancel: {
-            let waiter: Waiter? = state.withLock { state in
-                if let index = state.waiters.firstIndex(where: { $0.ticket == ticket }) {
-                    return state.waiters.remove(at: index)
-                }
-                // Not queued yet: it sees the mark when it comes. (Or granted already: it holds the
-                // lock, and ``lock()`` takes the mark away when it returns.)
-                state.cancelledEarly.insert(ticket)
-                return nil
-            }
-            waiter?.continuation.resume(throwing: CancellationError())
-        }
+    /// - Throws: `CancellationError` when the task is cancelled while it waits (or before it
+    ///   would wait); ``AsyncLockDeadlock`` when the lock is held by a ``withLock(_:)`` scope of
+    ///   this task or an ancestor.
+    nonisolated(nonsending) public func lock() async throws {
+        _ = try await core.lock(task: currentTaskIdentity, reentrant: false, lockID: ObjectIdentifier(self))
     }
 
     /// Releases the lock, handing it to the first waiter if there is one.
     public func unlock() {
-        let next: Waiter? = state.withLock { state in
-            precondition(state.isHeld, "AsyncLock.unlock() called while the lock is not held")
-            guard let next = state.waiters.popFirst() else {
-                state.isHeld = false
-                return nil
-            }
-            return next
-        }
-        next?.continuation.resume()
+        core.unlock(task: 0, owned: false, typeName: "AsyncLock")
     }
 
     /// Runs `body` holding the lock, and releases it on every path (return, throw, cancellation).
-    public func withLock<T, Failure: Error>(
-        _ body: () async throws(Failure) -> sending T
-    ) async throws -> sending T {
-        try await lock()
+    ///
+    /// The hold is recorded for child tasks (a task-local), so that one asking for this lock
+    /// throws ``AsyncLockDeadlock`` rather than waiting for a scope that waits for it.
+    @discardableResult
+    nonisolated(nonsending) public func withLock<T, Failure: Error>(
+        _ body: nonisolated(nonsending) () async throws(Failure) -> T
+    ) async throws -> T {
+        let task = currentTaskIdentity
+        let grant = try await core.lock(task: task, reentrant: false, lockID: ObjectIdentifier(self))
         defer { unlock() }
-        return try await body()
+        return try await LockHoldRecord.recording(
+            lock: ObjectIdentifier(self),
+            holder: task,
+            generation: grant.generation,
+            body
+        )
     }
 }

@@ -1,0 +1,1 @@
+void lockcore_task_identity_anchor(void) {}
