@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "LockCore", targets: ["LockCore"]),
         .library(name: "LockProtocol", targets: ["LockProtocol"]),
         .library(name: "LockClient", targets: ["LockClient"]),
+        .library(name: "AsyncLockClient", targets: ["AsyncLockClient"]),
         .executable(name: "lockd", targets: ["lockd"]),
         .executable(name: "lockctl", targets: ["lockctl"]),
     ],
@@ -43,6 +44,17 @@ let package = Package(
         .target(
             name: "LockClient",
             dependencies: ["LockProtocol", "LockCore", "CLockSupport"],
+            swiftSettings: strictSettings
+        ),
+        // LockdClient: lockd locks held for the length of a closure, over SwiftNIO (a target of
+        // its own so that lockctl does not link NIO).
+        .target(
+            name: "AsyncLockClient",
+            dependencies: [
+                "LockClient", "LockProtocol", "LockCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         // etcd's v3 API over its JSON gateway (HTTP/1.1 on NIO), and lockd's lock recipe on it
@@ -132,7 +144,8 @@ let package = Package(
         .testTarget(
             name: "LockdTests",
             dependencies: [
-                "LockClient", "LockProtocol", "LockCluster", "EtcdLauncher", "CLockSupport", "lockd", "lockctl",
+                "LockClient", "AsyncLockClient", "LockProtocol", "LockCluster", "EtcdLauncher", "CLockSupport", "lockd",
+                "lockctl",
                 "lockd-stress", "lockd-fuzz", .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["pty-session.py"]

@@ -133,4 +133,4 @@ struct FairLockCore: ~Copyable, Sendable {
 
 /// The running task's address (0 outside a task): it names the task while the task runs.
 @inline(__always)
-var currentTaskIdentity: UInt { UInt(lockcore_current_task()) }
+package var currentTaskIdentity: UInt { UInt(lockcore_current_task()) }

@@ -73,6 +73,9 @@ public struct AsyncLockDeadlock: Error, Equatable, CustomStringConvertible {
     /// Whose hold the task would have waited for.
     public let kind: Kind
 
+    /// Creates the error (also for other locks built on these rules, like lockd's async client).
+    public init(kind: Kind) { self.kind = kind }
+
     public var description: String {
         switch kind {
         case .heldByAncestor:

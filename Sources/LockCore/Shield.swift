@@ -41,26 +41,46 @@
         isolation: isolated (any Actor)? = #isolation,
         _ body: () async throws(Failure) -> T
     ) async throws(Failure) -> T {
-        let outcome = await withoutActuallyEscaping(body) { body in
-            // The section's task runs on the caller's isolation and is awaited before this returns,
-            // so `body` and its result never cross an isolation boundary; the boxes only tell the
-            // compiler so.
-            let section = UncheckedSendable(body)
-            return await Task.immediate { [isolation] () async -> UncheckedSendable<Result<T, Failure>> in
-                _ = isolation
-                do throws(Failure) {
-                    return UncheckedSendable(.success(try await section.value()))
-                } catch {
-                    return UncheckedSendable(.failure(error))
-                }
-            }.value
-        }
-        return try outcome.value.get()
-    }
-
-    /// A value the compiler cannot prove safe to move between tasks, moved where it is not shared.
-    private struct UncheckedSendable<Value>: @unchecked Sendable {
-        var value: Value
-        init(_ value: Value) { self.value = value }
+        try await runSection(isolation: isolation, forwardingCancellation: false, body)
     }
 #endif
+
+/// Runs `body` in a task of its own on the caller's isolation, started at once
+/// (`Task.immediate`), and waits for it. `started` gets a way to cancel that task (lockd's async
+/// client cancels a section whose hold is lost); with `forwardingCancellation` the caller's
+/// cancellation reaches the section, without it the section is shielded.
+package func runSection<T, Failure: Error>(
+    isolation: isolated (any Actor)? = #isolation,
+    forwardingCancellation: Bool,
+    started: (_ cancel: @escaping @Sendable () -> Void) -> Void = { _ in },
+    _ body: () async throws(Failure) -> T
+) async throws(Failure) -> T {
+    let outcome = await withoutActuallyEscaping(body) { body in
+        // The section's task runs on the caller's isolation and is awaited before this returns,
+        // so `body` and its result never cross an isolation boundary; the boxes only tell the
+        // compiler so.
+        let section = UncheckedSendable(body)
+        let task = Task.immediate { [isolation] () async -> UncheckedSendable<Result<T, Failure>> in
+            _ = isolation
+            do throws(Failure) {
+                return UncheckedSendable(.success(try await section.value()))
+            } catch {
+                return UncheckedSendable(.failure(error))
+            }
+        }
+        started { task.cancel() }
+        guard forwardingCancellation else { return await task.value }
+        return await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
+    }
+    return try outcome.value.get()
+}
+
+/// A value the compiler cannot prove safe to move between tasks, moved where it is not shared.
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}

@@ -1,0 +1,221 @@
+import AsyncLockClient
+import Foundation
+import LockClient
+import LockCore
+import LockProtocol
+import Testing
+
+/// LockdClient (the async client) against a real lockd.
+@Suite("async client")
+struct AsyncClientTests {
+    @Test("withLock holds the lock for the body, hands it the fence, and releases it")
+    func grant() async throws {
+        let daemon = try Daemon()
+        let client = LockdClient(socketPath: daemon.socket)
+        let other = try daemon.connect()
+        let (fence, seenBusy) = try await client.withLock("db") { fence in
+            (fence, try other.acquire("db", [("wait", 0)]).code == "busy")
+        }
+        #expect(fence > 0)
+        #expect(seenBusy, "another connection found the lock held during the body")
+        #expect(try other.holders("db").isEmpty, "released after the body")
+        // Shared holds of two clients coexist.
+        let second = LockdClient(socketPath: daemon.socket)
+        try await client.withLock("s", mode: .shared) { _ in
+            try await second.withLock("s", mode: .shared, wait: .zero) { _ in
+                let holders = try other.holders("s")
+                #expect(holders.count == 2)
+            }
+        }
+        await client.close()
+        await second.close()
+    }
+
+    @Test("a wait that runs out is lockd's timeout, a try of a held lock is busy, a bad name is invalid")
+    func timeoutAndBusy() async throws {
+        let daemon = try Daemon()
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("t").isOK)
+        let client = LockdClient(socketPath: daemon.socket)
+        let started = ContinuousClock.now
+        await #expect { try await client.withLock("t", wait: .milliseconds(300)) { _ in } } throws: {
+            ($0 as? LockdClientError)?.code == .timeout
+        }
+        #expect(ContinuousClock.now - started >= .milliseconds(290))
+        await #expect { try await client.withLock("t", wait: .zero) { _ in } } throws: {
+            ($0 as? LockdClientError)?.code == .busy
+        }
+        await #expect { try await client.withLock("no spaces", wait: .zero) { _ in } } throws: {
+            ($0 as? LockdClientError)?.code == .invalid
+        }
+        let missing = LockdClient(socketPath: daemon.directory + "/none.sock")
+        await #expect { try await missing.withLock("t") { _ in } } throws: {
+            guard case .connection(let error)? = $0 as? LockdClientError else { return false }
+            return error.kind == .unreachable
+        }
+    }
+
+    @Test("tasks of one client take turns on a name; the same task nests")
+    func tasksOfOneClientTakeTurns() async throws {
+        let daemon = try Daemon()
+        let client = LockdClient(socketPath: daemon.socket)
+        let inside = Shared(0)
+        let overlaps = Shared(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await client.withLock("turns") { _ in
+                        inside.update { $0 += 1 }
+                        if inside.current > 1 { overlaps.update { $0 += 1 } }
+                        try await Task.sleep(for: .milliseconds(5))
+                        inside.update { $0 -= 1 }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(overlaps.current == 0)
+        let depth = try await client.withLock("nest") { _ in
+            try await client.withLock("nest") { _ in try daemon.connect().holders("nest").first?["count"] }
+        }
+        #expect(depth == 2)
+        // A child task of the section asking for the same name would wait for its parent.
+        await #expect(throws: AsyncLockDeadlock(kind: .heldByAncestor)) {
+            try await client.withLock("nest") { _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await client.withLock("nest") { _ in } }
+                    try await group.waitForAll()
+                }
+            }
+        }
+    }
+
+    @Test("a caller cancelled while waiting gets CancellationError, and lockd forgets the waiter")
+    func cancelledWhileWaiting() async throws {
+        let daemon = try Daemon()
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("w").isOK)
+        let client = LockdClient(socketPath: daemon.socket)
+        let waiter = Task { try await client.withLock("w") { _ in } }
+        let observer = try daemon.connect()
+        #expect(await until { waiters(observer, "w") == 1 })
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(await until { waiters(observer, "w") == 0 })
+    }
+
+    @Test("a break cancels an unshielded body and withLock says the hold was lost")
+    func revokedUnshielded() async throws {
+        let daemon = try Daemon()
+        let client = LockdClient(socketPath: daemon.socket)
+        let breaker = try daemon.connect()
+        let sawCancel = Shared(false)
+        await #expect {
+            try await client.withLock("r") { _ in
+                #expect(try breaker.ask("break", [("lock", "r")]).isOK)
+                do {
+                    try await Task.sleep(for: .seconds(10))
+                } catch {
+                    sawCancel.update { $0 = true }
+                    throw error
+                }
+            }
+        } throws: {
+            guard case .holdLost(let lock, let reason)? = $0 as? LockdClientError else { return false }
+            return lock == "r" && reason == .revoked(.break)
+        }
+        #expect(sawCancel.current, "the body was cancelled by the revocation")
+    }
+
+    @Test("shielded: a break and the caller's cancellation wait for the body's end, then apply")
+    func revokedWhileShielded() async throws {
+        let daemon = try Daemon()
+        let client = LockdClient(socketPath: daemon.socket)
+        let breaker = try daemon.connect()
+        let steps = Shared<[String]>([])
+        let caller = Task {
+            let value = try await client.withLock("sh", shielded: true) { fence in
+                steps.update { $0.append("in") }
+                try await Task.sleep(for: .milliseconds(500))
+                steps.update { $0.append("done, cancelled: \(Task.isCancelled)") }
+                return fence
+            }
+            steps.update { $0.append("returned") }
+            try Task.checkCancellation()
+            return value
+        }
+        #expect(await until { steps.current.contains("in") })
+        #expect(try breaker.ask("break", [("lock", "sh")])["deferred"]?.intValue == 1)
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+        #expect(steps.current == ["in", "done, cancelled: false", "returned"])
+        #expect(try breaker.holders("sh").isEmpty)
+    }
+
+    @Test("a token lease is renewed while the body runs, past its ttl")
+    func leaseRenewal() async throws {
+        let daemon = try Daemon()
+        let client = LockdClient(socketPath: daemon.socket)
+        let observer = try daemon.connect()
+        let held = try await client.withLock("lease", owner: .token("renewed", ttl: .milliseconds(600))) { _ in
+            try await Task.sleep(for: .milliseconds(1500))
+            return try observer.holders("lease").first?["owner"]?["token"]?.string
+        }
+        #expect(held == "renewed", "still held after 2.5 ttl")
+        #expect(try observer.holders("lease").isEmpty)
+    }
+
+    @Test("a lockd restart: a token hold carries on over a new connection; a session hold is lost")
+    func daemonRestart() async throws {
+        let daemon = try Daemon()
+        let client = LockdClient(socketPath: daemon.socket)
+        let fence = try await client.withLock("durable", owner: .token(ttl: .seconds(3))) { fence in
+            daemon.crash()
+            try daemon.restart()
+            try await Task.sleep(for: .milliseconds(1200))
+            #expect(try daemon.connect().holders("durable").first?["fence"]?.intValue == Int64(fence))
+            return fence
+        }
+        #expect(fence > 0)
+        #expect(try daemon.connect().holders("durable").isEmpty, "released over the new connection")
+        await #expect {
+            try await client.withLock("session") { _ in
+                daemon.crash()
+                try daemon.restart()
+                try await Task.sleep(for: .seconds(10))
+            }
+        } throws: {
+            guard case .holdLost(_, let reason)? = $0 as? LockdClientError else { return false }
+            return reason == .connectionLost
+        }
+        // The next call opens a new connection by itself.
+        #expect(try await client.withLock("after") { $0 } > 0)
+    }
+}
+
+/// How many wait for `lock` (0 when lockd does not list it).
+func waiters(_ connection: LockConnection, _ lock: String) -> Int {
+    guard let answer = try? connection.ask("status", [("lock", .string(lock))]),
+        case .array(let locks)? = answer["locks"], let first = locks.first,
+        case .array(let waiters)? = first["waiters"]
+    else { return 0 }
+    return waiters.count
+}
+
+/// Waits (bounded) until `condition` holds, yielding meanwhile.
+func until(_ condition: () -> Bool) async -> Bool {
+    for _ in 0..<1000 {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}
+
+/// A value tasks share in a test.
+final class Shared<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func update(_ body: (inout Value) -> Void) { lock.withLock { body(&value) } }
+    var current: Value { lock.withLock { value } }
+}
