@@ -124,6 +124,16 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // LockCore's primitives against the seed's Python ones, and LockdClient against
+        // LockConnection (scripts/bench-lockcore).
+        .executableTarget(
+            name: "lockcore-bench",
+            dependencies: [
+                "LockCore", "LockClient", "AsyncLockClient", "LockProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "lockd-stress",
             dependencies: [

@@ -23,7 +23,7 @@ import Synchronization
 /// to another is fine), but unlocking a lock that is not held is a programming error that stops
 /// the program. For a lock a task may take again while it holds it, see ``ReentrantAsyncLock``.
 public final class AsyncLock: Sendable {
-    private let core = FairLockCore()
+    @usableFromInline let core = FairLockCore()
 
     public init() {}
 
@@ -35,6 +35,7 @@ public final class AsyncLock: Sendable {
 
     /// Takes the lock if it is free and nobody waits for it.
     /// - Returns: whether the caller now holds the lock.
+    @inlinable
     public func tryLock() -> Bool {
         core.tryLock(task: FairLockCore.noTask, reentrant: false) != nil
     }
@@ -43,11 +44,15 @@ public final class AsyncLock: Sendable {
     /// - Throws: `CancellationError` when the task is cancelled while it waits (or before it
     ///   would wait); ``AsyncLockDeadlock`` when the lock is held by a ``withLock(_:)`` scope of
     ///   this task or an ancestor.
+    @inlinable
     nonisolated(nonsending) public func lock() async throws {
-        _ = try await core.lock(task: currentTaskIdentity, reentrant: false, lockID: ObjectIdentifier(self))
+        let task = currentTaskIdentity
+        if core.tryLock(task: task, reentrant: false) != nil { return }
+        _ = try await core.lock(task: task, reentrant: false, lockID: ObjectIdentifier(self))
     }
 
     /// Releases the lock, handing it to the first waiter if there is one.
+    @inlinable
     public func unlock() {
         core.unlock(task: 0, owned: false, typeName: "AsyncLock")
     }

@@ -21,7 +21,7 @@ import Synchronization
 /// inside the holder's ``withLock(_:)``, gets ``AsyncLockDeadlock``). A task that ends while it
 /// holds the lock leaves it held for good, as with any lock.
 public final class ReentrantAsyncLock: Sendable {
-    private let core = FairLockCore()
+    @usableFromInline let core = FairLockCore()
 
     public init() {}
 
@@ -43,6 +43,7 @@ public final class ReentrantAsyncLock: Sendable {
     /// Takes the lock if the calling task holds it already, or if it is free and nobody waits.
     /// Must be called from a task (re-entrance is a task's).
     /// - Returns: whether the caller now holds the lock (one level more).
+    @inlinable
     public func tryLock() -> Bool {
         let task = currentTaskIdentity
         precondition(task != 0, "ReentrantAsyncLock.tryLock() called outside a task")
@@ -53,12 +54,16 @@ public final class ReentrantAsyncLock: Sendable {
     /// - Throws: `CancellationError` when the task is cancelled while it waits (or before it
     ///   would wait); ``AsyncLockDeadlock`` when the lock is held by a ``withLock(_:)`` scope of
     ///   an ancestor task.
+    @inlinable
     nonisolated(nonsending) public func lock() async throws {
-        _ = try await core.lock(task: currentTaskIdentity, reentrant: true, lockID: ObjectIdentifier(self))
+        let task = currentTaskIdentity
+        if core.tryLock(task: task, reentrant: true) != nil { return }
+        _ = try await core.lock(task: task, reentrant: true, lockID: ObjectIdentifier(self))
     }
 
     /// Removes one level of the calling task's hold; the last one hands the lock to the first
     /// waiter. Stops the program when the calling task does not hold the lock.
+    @inlinable
     public func unlock() {
         core.unlock(task: currentTaskIdentity, owned: true, typeName: "ReentrantAsyncLock")
     }
