@@ -26,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
+        // `swift package generate-documentation` for the DocC catalogs of LockCore and AsyncLockClient.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // Thin C helpers for Linux calls Swift cannot make directly (variadic syscall/prctl,
@@ -122,6 +124,13 @@ let package = Package(
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strictSettings
+        ),
+        // A small program that uses the in-process lock and the daemon (docs/swift.md).
+        .executableTarget(
+            name: "lockd-example",
+            dependencies: ["LockCore", "AsyncLockClient"],
+            path: "Examples/inventory",
             swiftSettings: strictSettings
         ),
         // LockCore's primitives against the seed's Python ones, and LockdClient against

@@ -5,6 +5,10 @@ public import NIOCore
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// An async client for lockd on SwiftNIO: hold a lockd lock for the length of a closure.
 ///
 /// ```swift
@@ -100,8 +104,9 @@ public final class LockdClient: Sendable {
     ///   - owner: `.session` (default) or a renewed `.token` lease.
     ///   - shielded: a shielded critical section: lockd defers `break` and lease expiry until the
     ///     body ends, and the calling task's cancellation is held back until then too (see
-    ///     ``LockCore/withShield(isolation:_:)``). Only `lost` (a cluster node cut off from etcd)
+    ///     `withShield` in LockCore). Only `lost` (a cluster node cut off from etcd)
     ///     still cancels the body.
+    ///   - isolation: where `body` runs: the caller's actor (by default), or none.
     ///   - body: the critical section; it gets the hold's fencing token.
     /// - Throws: ``LockdClientError/lockd(_:)`` for lockd's refusals (`busy` for a try, `timeout`,
     ///   `deadlock`, `denied`, …), ``LockdClientError/connection(_:)``,
@@ -335,6 +340,13 @@ public final class LockdClient: Sendable {
             return try await future.get()
         } catch let error as ClientError {
             throw .connection(error)
+        } catch let error as IOError {
+            let reason = String(cString: strerror(error.errnoCode))
+            if error.errnoCode == EACCES || error.errnoCode == EPERM {
+                throw .connection(
+                    ClientError(.permissionDenied, "permission denied connecting to lockd at \(socketPath)"))
+            }
+            throw .connection(ClientError(.unreachable, "lockd is not running at \(socketPath) (\(reason))"))
         } catch {
             throw .connection(ClientError(.unreachable, "lockd is not running at \(socketPath) (\(error))"))
         }

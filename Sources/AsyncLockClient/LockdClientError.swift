@@ -3,7 +3,7 @@ public import LockCore
 
 /// Why a ``LockdClient`` call failed.
 public enum LockdClientError: Error, Sendable, CustomStringConvertible {
-    /// lockd answered with an error: ``LockCore/LockError/code`` says which (`busy`, `timeout`,
+    /// lockd answered with an error: `LockError.code` says which (`busy`, `timeout`,
     /// `deadlock`, `denied`, …; docs/protocol.md lists them).
     case lockd(LockError)
     /// lockd could not be reached, or the connection broke before the answer.

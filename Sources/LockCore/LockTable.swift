@@ -20,7 +20,7 @@ public struct LockTable: Sendable {
     public var recordsChanges = false
     var waitersByUID: [UInt32: Int] = [:]
     var lastFence: UInt64
-    /// Whether ``beginShutdown(effects:)`` has run: acquires are refused from then on.
+    /// Whether ``beginShutdown(now:effects:)`` has run: acquires are refused from then on.
     public private(set) var isShuttingDown = false
 
     /// Creates an empty table whose first fence will be larger than `lastFence`.

@@ -37,6 +37,8 @@ struct BenchReport {
             ("ReentrantAsyncLock withLock, uncontended", "uncontended_withlock_ns"),
             ("ReentrantAsyncLock withLock, re-entrant", "reentrant_withlock_ns"),
             ("a shield on a plain Task (no Task.immediate)", "shield_plain_task_ns"),
+            ("withShield on an actor", "shield_on_actor_ns"),
+            ("a shield on a plain Task, on an actor", "shield_plain_task_on_actor_ns"),
         ] {
             lines.append("| \(label) | \(format(swift[key] ?? .nan)) ns |")
         }

@@ -39,6 +39,9 @@ func measurePrimitives(operations: Int, rounds: Int, seconds: Double) async thro
         // What withShield would cost on a plain Task (the scheduler trip Task.immediate avoids).
         samples["shield_plain_task_ns", default: []].append(
             try await perOperation(operations / 100) { await Task {}.value })
+        let onActor = ShieldOnActor()
+        samples["shield_on_actor_ns", default: []].append(await onActor.shields(operations / 10))
+        samples["shield_plain_task_on_actor_ns", default: []].append(await onActor.plainTasks(operations / 100))
     }
     return samples.mapValues(median)
 }
@@ -82,4 +85,22 @@ private func handoffs(tasks: Int, seconds: Double) async throws -> Double {
 private final class Contention: Sendable {
     let count = Atomic<Int>(0)
     let stop = Atomic<Bool>(false)
+}
+
+/// Shields entered on an actor: `Task.immediate` starts the section on the actor at once, where a
+/// plain `Task` is queued behind the caller and runs once it suspends.
+private actor ShieldOnActor {
+    var entered = 0
+
+    func shields(_ count: Int) async -> Double {
+        let start = nanoseconds()
+        for _ in 0..<count { await withShield { entered += 1 } }
+        return Double(nanoseconds() - start) / Double(count)
+    }
+
+    func plainTasks(_ count: Int) async -> Double {
+        let start = nanoseconds()
+        for _ in 0..<count { await Task { entered += 1 }.value }
+        return Double(nanoseconds() - start) / Double(count)
+    }
 }
