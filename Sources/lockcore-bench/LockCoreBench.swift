@@ -20,10 +20,12 @@ struct LockCoreBench: AsyncParsableCommand {
     var python: String?
     @Option(help: "The seed's benchmark script.") var seedScript = "scripts/seed_bench.py"
     @Option(help: "Where to write the JSON results.") var json = "lockcore-bench.json"
+    @Flag(help: "Only the client step (for profiling it).") var clientOnly = false
 
     func run() async throws {
-        let swift = try await measurePrimitives(operations: operations, rounds: rounds, seconds: seconds)
-        let seed = try python.map { try runSeed(python: $0) }
+        let swift =
+            clientOnly ? [:] : try await measurePrimitives(operations: operations, rounds: rounds, seconds: seconds)
+        let seed = clientOnly ? nil : try python.map { try runSeed(python: $0) }
         let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().path
         let client = try await measureClient(lockd: binaries + "/lockd", rounds: rounds, seconds: seconds)
