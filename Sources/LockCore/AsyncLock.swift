@@ -62,11 +62,17 @@ public final class AsyncLock: Sendable {
     /// The hold is recorded for child tasks (a task-local), so that one asking for this lock
     /// throws ``AsyncLockDeadlock`` rather than waiting for a scope that waits for it.
     @discardableResult
+    @inlinable
     nonisolated(nonsending) public func withLock<T, Failure: Error>(
         _ body: nonisolated(nonsending) () async throws(Failure) -> T
     ) async throws -> T {
         let task = currentTaskIdentity
-        let grant = try await core.lock(task: task, reentrant: false, lockID: ObjectIdentifier(self))
+        let grant: FairLockCore.Grant
+        if let taken = core.tryLock(task: task, reentrant: false) {
+            grant = taken
+        } else {
+            grant = try await core.lock(task: task, reentrant: false, lockID: ObjectIdentifier(self))
+        }
         defer { unlock() }
         return try await LockHoldRecord.recording(
             lock: ObjectIdentifier(self),

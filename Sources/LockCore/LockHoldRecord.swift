@@ -5,18 +5,32 @@
 /// An entry names the hold by the lock's generation at grant time, so it goes stale by itself
 /// once the scope releases: an unstructured `Task {}` that inherited the record and asks after
 /// the scope has ended simply waits.
+@usableFromInline
 struct LockHoldRecord: Sendable {
-    var lock: ObjectIdentifier
-    var holder: UInt
-    var generation: UInt64
-    var outer: Outer?
+    @usableFromInline var lock: ObjectIdentifier
+    @usableFromInline var holder: UInt
+    @usableFromInline var generation: UInt64
+    @usableFromInline var outer: Outer?
 
+    @usableFromInline
     final class Outer: Sendable {
-        let record: LockHoldRecord
-        init(_ record: LockHoldRecord) { self.record = record }
+        @usableFromInline let record: LockHoldRecord
+        @usableFromInline init(_ record: LockHoldRecord) { self.record = record }
     }
 
-    @TaskLocal static var current: LockHoldRecord?
+    @inlinable
+    init(lock: ObjectIdentifier, holder: UInt, generation: UInt64, outer: Outer?) {
+        self.lock = lock
+        self.holder = holder
+        self.generation = generation
+        self.outer = outer
+    }
+
+    /// The task-local itself (spelled out: a `@TaskLocal` wrapper's projection cannot be
+    /// `@usableFromInline`, and `withLock` inlines into its callers).
+    @usableFromInline static let slot = TaskLocal<LockHoldRecord?>(wrappedValue: nil)
+
+    @inlinable static var current: LockHoldRecord? { slot.get() }
 
     /// The holder recorded for `lock`'s hold number `generation`, if some scope recorded it.
     func holder(of lock: ObjectIdentifier, generation: UInt64) -> UInt? {
@@ -29,27 +43,20 @@ struct LockHoldRecord: Sendable {
     }
 
     /// Runs `body` with `lock`'s hold recorded on top of what the task inherited.
+    @inlinable
     nonisolated(nonsending) static func recording<T, Failure: Error>(
         lock: ObjectIdentifier,
         holder: UInt,
         generation: UInt64,
         _ body: nonisolated(nonsending) () async throws(Failure) -> T
-    ) async throws(Failure) -> T {
+    ) async throws -> T {
         let record = LockHoldRecord(
             lock: lock,
             holder: holder,
             generation: generation,
             outer: current.map(Outer.init)
         )
-        // withValue rethrows untyped errors: carry the typed one through as a value.
-        let result: Result<T, Failure> = await $current.withValue(record) {
-            do throws(Failure) {
-                return .success(try await body())
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        return try await slot.withValue(record) { try await body() }
     }
 }
 

@@ -74,11 +74,17 @@ public final class ReentrantAsyncLock: Sendable {
     /// The outermost scope records the hold for child tasks (a task-local), so that one asking
     /// for this lock throws ``AsyncLockDeadlock`` rather than waiting for a scope that waits for it.
     @discardableResult
+    @inlinable
     nonisolated(nonsending) public func withLock<T, Failure: Error>(
         _ body: nonisolated(nonsending) () async throws(Failure) -> T
     ) async throws -> T {
         let task = currentTaskIdentity
-        let grant = try await core.lock(task: task, reentrant: true, lockID: ObjectIdentifier(self))
+        let grant: FairLockCore.Grant
+        if let taken = core.tryLock(task: task, reentrant: true) {
+            grant = taken
+        } else {
+            grant = try await core.lock(task: task, reentrant: true, lockID: ObjectIdentifier(self))
+        }
         defer { unlock() }
         // An inner level needs no record: the one the first level made still names this hold
         // (unless that level came from lock(), which cannot record: then nothing is recorded).

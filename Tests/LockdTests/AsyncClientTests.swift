@@ -157,12 +157,13 @@ struct AsyncClientTests {
         let daemon = try Daemon()
         let client = LockdClient(socketPath: daemon.socket)
         let observer = try daemon.connect()
-        // Generous figures: the whole suite runs in parallel on two cores (renewals every 0.5 s).
-        let held = try await client.withLock("lease", owner: .token("renewed", ttl: .milliseconds(1500))) { _ in
-            try await Task.sleep(for: .milliseconds(3500))
+        // Generous figures: the whole test run starts at once on two cores, and a client starved
+        // for a whole ttl loses its lease, renewals or not (renewals every 1.3 s here).
+        let held = try await client.withLock("lease", owner: .token("renewed", ttl: .seconds(4))) { _ in
+            try await Task.sleep(for: .seconds(9))
             return try observer.holders("lease").first?["owner"]?["token"]?.string
         }
-        #expect(held == "renewed", "still held after 2.3 ttl")
+        #expect(held == "renewed", "still held after 2.25 ttl")
         #expect(try observer.holders("lease").isEmpty)
     }
 
