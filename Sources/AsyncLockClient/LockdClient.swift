@@ -24,7 +24,8 @@ import Synchronization
 /// **Owners.** A `.session` hold (the default) belongs to the connection: lockd releases it when
 /// the connection closes, which also happens when the process dies. lockd treats every hold of
 /// one connection as one owner, so the client queues its own tasks per lock name first: one task
-/// of a client holds a given name at a time (the same task may nest, re-entrantly). A `.token`
+/// of a client holds a given name at a time (the same task may nest, re-entrantly), and `wait`
+/// counts the time in that queue too. A `.token`
 /// hold belongs to a token lease that the client renews every third of its ttl while the body
 /// runs; it survives a lost connection and a lockd restart.
 ///
@@ -52,7 +53,7 @@ public final class LockdClient: Sendable {
     private let group: any EventLoopGroup
     private let state = Mutex(State())
     /// Per lock name, the queue that lets one task of this client at a time hold it as `.session`.
-    private let localLocks = Mutex([String: (lock: ReentrantAsyncLock, users: Int)]())
+    private let localLocks = Mutex([String: (lock: AsyncLock, users: Int)]())
 
     private struct State {
         var connection: Connection?
@@ -147,9 +148,12 @@ public final class LockdClient: Sendable {
         if owner == .session {
             let local = localLock(name)
             defer { releaseLocalLock(name) }
-            try await local.lock()
+            let start = ContinuousClock.now
+            try await take(local, name: name, wait: wait)
             defer { local.unlock() }
-            return try await hold(lock, mode, wait, spec, ownerKey, nil, shielded, isolation, body)
+            // What the local queue used of the wait is not waited again at lockd.
+            let remaining = wait.map { max(.zero, $0 - (ContinuousClock.now - start)) }
+            return try await hold(lock, mode, remaining, spec, ownerKey, nil, shielded, isolation, body)
         }
         return try await hold(lock, mode, wait, spec, ownerKey, leaseSeconds, shielded, isolation, body)
     }
@@ -178,7 +182,7 @@ public final class LockdClient: Sendable {
                 throw error
             }
         }
-        let renewal = leaseSeconds.map { startRenewal(spec: spec, ttl: $0, hold: active) }
+        let renewal = leaseSeconds.flatMap { startRenewal(spec: spec, ttl: $0, hold: active) }
         let outcome: Result<T, any Error>
         do {
             outcome = .success(
@@ -196,7 +200,7 @@ public final class LockdClient: Sendable {
             outcome = .failure(error)
         }
         let loss = active.endSection()
-        renewal?.cancel()
+        renewal?.stop()
         if loss == nil {
             if shielded { _ = try? await call(.shield(lock: lock, owner: spec, on: false)) }
             await release(lock, spec, active: active)
@@ -253,32 +257,20 @@ public final class LockdClient: Sendable {
         _ = try? await call(.release(lock: lock, owner: spec, all: false))
     }
 
-    private func startRenewal(spec: OwnerSpec, ttl: Double, hold: ActiveHold) -> Task<Void, Never> {
-        guard case .token(let token, _) = spec else { return Task {} }
-        return Task { [self] in
-            var renewedAt = ContinuousClock.now
-            let ttlDuration = Duration.seconds(ttl)
-            while !Task.isCancelled {
-                try? await Task.sleep(for: ttlDuration / 3)
-                while !Task.isCancelled {
-                    do {
-                        let answer = try await call(.renew(token: token, ttl: ttl))
-                        if answer.error?.code == .notHeld {
-                            hold.lose(.revoked(.expired))
-                            return
-                        }
-                        renewedAt = .now
-                        break
-                    } catch {
-                        if ContinuousClock.now - renewedAt >= ttlDuration {
-                            hold.lose(.revoked(.expired))
-                            return
-                        }
-                        try? await Task.sleep(for: .milliseconds(100))
-                    }
-                }
+    /// Renews a token lease every third of its ttl on NIO's event loop, not in a task: a
+    /// cooperative pool kept busy by the application (blocking calls are common) must not let a
+    /// lease run out under a running body.
+    private func startRenewal(spec: OwnerSpec, ttl: Double, hold: ActiveHold) -> LeaseRenewal? {
+        guard case .token(let token, _) = spec else { return nil }
+        let renewal = LeaseRenewal(loop: group.any(), ttl: ttl) { [self] in
+            connectionFuture().flatMap {
+                self.send(Request(id: self.nextRequestID(), operation: .renew(token: token, ttl: ttl)), on: $0)
             }
+        } lost: {
+            hold.lose(.revoked(.expired))
         }
+        renewal.start()
+        return renewal
     }
 
     // MARK: requests
@@ -327,17 +319,27 @@ public final class LockdClient: Sendable {
 
     // MARK: connection
 
-    private func connection() async throws(LockdClientError) -> Connection {
-        let future: EventLoopFuture<Connection> = state.withLock { state in
-            if let connection = state.connection { return group.any().makeSucceededFuture(connection) }
-            if let connecting = state.connecting { return connecting }
+    /// The open connection, or the one being opened (opening one if none is).
+    private func connectionFuture() -> EventLoopFuture<Connection> {
+        let loop = group.any()
+        // The connect starts outside the state's lock: a connect that fails at once completes
+        // its callbacks (which take the lock) before it returns.
+        let (future, start) = state.withLock {
+            state -> (EventLoopFuture<Connection>, (EventLoopPromise<Connection>, Int)?) in
+            if let connection = state.connection { return (loop.makeSucceededFuture(connection), nil) }
+            if let connecting = state.connecting { return (connecting, nil) }
             state.generation += 1
-            let connecting = connect(generation: state.generation)
-            state.connecting = connecting
-            return connecting
+            let promise = loop.makePromise(of: Connection.self)
+            state.connecting = promise.futureResult
+            return (promise.futureResult, (promise, state.generation))
         }
+        if let (promise, generation) = start { connect(generation: generation).cascade(to: promise) }
+        return future
+    }
+
+    private func connection() async throws(LockdClientError) -> Connection {
         do {
-            return try await future.get()
+            return try await connectionFuture().get()
         } catch let error as ClientError {
             throw .connection(error)
         } catch let error as IOError {
@@ -397,9 +399,9 @@ public final class LockdClient: Sendable {
 
     // MARK: local queue
 
-    private func localLock(_ name: String) -> ReentrantAsyncLock {
+    private func localLock(_ name: String) -> AsyncLock {
         localLocks.withLock { locks in
-            let entry = locks[name] ?? (ReentrantAsyncLock(), 0)
+            let entry = locks[name] ?? (AsyncLock(), 0)
             locks[name] = (entry.lock, entry.users + 1)
             return entry.lock
         }
@@ -410,6 +412,30 @@ public final class LockdClient: Sendable {
             guard let entry = locks[name] else { return }
             locks[name] = entry.users > 1 ? (entry.lock, entry.users - 1) : nil
         }
+    }
+
+    /// Takes this client's queue for `name` within `wait`, as lockd would: `.zero` is a try
+    /// (`busy`), a wait that runs out is `timeout`.
+    private func take(_ local: AsyncLock, name: String, wait: Duration?) async throws {
+        guard let wait else { return try await local.lock() }
+        if local.tryLock() { return }
+        let holder = "\"\(name)\" is held by another task of this client"
+        if wait <= .zero { throw LockdClientError.lockd(LockError(.busy, holder)) }
+        let taken = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await local.lock()) != nil }
+            group.addTask {
+                try? await Task.sleep(for: wait)
+                return false
+            }
+            var taken = await group.next() ?? false
+            group.cancelAll()
+            // A grant that crossed the timeout still counts: the lock is ours either way.
+            for await result in group { taken = taken || result }
+            return taken
+        }
+        if taken { return }
+        try Task.checkCancellation()
+        throw LockdClientError.lockd(LockError(.timeout, holder))
     }
 
     private static func randomToken() -> String {
@@ -455,6 +481,72 @@ final class ClientSection: Sendable {
             section = candidate.outer
         }
         return nil
+    }
+}
+
+/// A token lease kept alive on an event loop: a renewal every third of the ttl; after a failed
+/// one (no connection, no answer) another every 100 ms until a ttl has passed since the last that
+/// got through; `not_held`, or a ttl without success, means the lease is gone.
+final class LeaseRenewal: Sendable {
+    private let loop: any EventLoop
+    private let ttl: TimeAmount
+    private let third: TimeAmount
+    private let renew: @Sendable () -> EventLoopFuture<Answer>
+    private let lost: @Sendable () -> Void
+    private let state = Mutex<(scheduled: Scheduled<Void>?, stopped: Bool, renewedAt: NIODeadline)>(
+        (nil, false, .now()))
+
+    init(
+        loop: any EventLoop,
+        ttl: Double,
+        renew: @escaping @Sendable () -> EventLoopFuture<Answer>,
+        lost: @escaping @Sendable () -> Void
+    ) {
+        self.loop = loop
+        self.ttl = .nanoseconds(Int64(min(ttl, 3e9) * 1e9))
+        self.third = .nanoseconds(self.ttl.nanoseconds / 3)
+        self.renew = renew
+        self.lost = lost
+    }
+
+    func start() { schedule(after: third) }
+
+    func stop() {
+        let scheduled = state.withLock { state in
+            state.stopped = true
+            return state.scheduled
+        }
+        scheduled?.cancel()
+    }
+
+    private func schedule(after delay: TimeAmount) {
+        state.withLock { state in
+            guard !state.stopped else { return }
+            state.scheduled = loop.scheduleTask(in: delay) { self.renewOnce() }
+        }
+    }
+
+    private func renewOnce() {
+        renew().whenComplete { result in
+            switch result {
+            case .success(let answer) where answer.error?.code == .notHeld:
+                self.end()
+            case .success(let answer) where answer.error == nil:
+                self.state.withLock { $0.renewedAt = .now() }
+                self.schedule(after: self.third)
+            default:
+                let expired = self.state.withLock { .now() - $0.renewedAt >= self.ttl }
+                if expired { self.end() } else { self.schedule(after: .milliseconds(100)) }
+            }
+        }
+    }
+
+    private func end() {
+        let stopped = state.withLock { state in
+            defer { state.stopped = true }
+            return state.stopped
+        }
+        if !stopped { lost() }
     }
 }
 

@@ -75,6 +75,20 @@ struct AsyncClientTests {
             try await group.waitForAll()
         }
         #expect(overlaps.current == 0)
+        // Another task of the same client holding the name: a try is busy, a wait times out.
+        let release = AsyncWaiter()
+        let holding = Task { try await client.withLock("local") { _ in try await release.wait() } }
+        #expect(await until { release.waiterCount == 1 })
+        await #expect { try await client.withLock("local", wait: .zero) { _ in } } throws: {
+            ($0 as? LockdClientError)?.code == .busy
+        }
+        await #expect { try await client.withLock("local", wait: .milliseconds(100)) { _ in } } throws: {
+            ($0 as? LockdClientError)?.code == .timeout
+        }
+        let queued = Task { try await client.withLock("local", wait: .seconds(30)) { $0 } }
+        release.notify()
+        try await holding.value
+        #expect(try await queued.value > 0)
         let depth = try await client.withLock("nest") { _ in
             try await client.withLock("nest") { _ in try daemon.connect().holders("nest").first?["count"] }
         }
