@@ -12,6 +12,11 @@ UNITDIR := $(LIBDIR)/systemd/system
 SYSUSERSDIR := $(LIBDIR)/sysusers.d
 TMPFILESDIR := $(LIBDIR)/tmpfiles.d
 CONFDIR := /etc/lockd
+SHAREDIR := $(PREFIX)/share
+MANDIR := $(SHAREDIR)/man
+BASHCOMPDIR := $(SHAREDIR)/bash-completion/completions
+ZSHCOMPDIR := $(SHAREDIR)/zsh/site-functions
+FISHCOMPDIR := $(SHAREDIR)/fish/vendor_completions.d
 SWIFT_BUILD := swift build -c release --static-swift-stdlib
 # Post-install steps run only on a live systemd host, and never for a staged install.
 LIVE := $(if $(DESTDIR),,$(wildcard /run/systemd/system))
@@ -24,6 +29,7 @@ build:
 	scripts/deps
 	$(SWIFT_BUILD) --product lockd
 	$(SWIFT_BUILD) --product lockctl
+	scripts/manpages "$$($(SWIFT_BUILD) --show-bin-path)" .build/share
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CONFDIR)
@@ -36,6 +42,14 @@ install: build
 	install -m 0644 systemd/lockd.socket $(DESTDIR)$(UNITDIR)/lockd.socket
 	install -m 0644 systemd/lockd.sysusers $(DESTDIR)$(SYSUSERSDIR)/lockd.conf
 	install -m 0644 systemd/lockd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/lockd.conf
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 .build/share/man/man1/lockctl.1 .build/share/man/man1/lflock.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 .build/share/man/man5/lockd.toml.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 .build/share/man/man8/lockd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	install -m 0644 .build/share/completions/lockctl.bash $(DESTDIR)$(BASHCOMPDIR)/lockctl
+	install -m 0644 .build/share/completions/_lockctl $(DESTDIR)$(ZSHCOMPDIR)/_lockctl
+	install -m 0644 .build/share/completions/lockctl.fish $(DESTDIR)$(FISHCOMPDIR)/lockctl.fish
 	# An existing configuration is the administrator's: never overwrite it.
 	test -e $(DESTDIR)$(CONFDIR)/lockd.toml || install -m 0644 config/lockd.toml $(DESTDIR)$(CONFDIR)/lockd.toml
 ifneq ($(LIVE),)
@@ -53,6 +67,9 @@ endif
 	rm -rf $(DESTDIR)$(LIBEXECDIR)/lockd
 	rm -f $(DESTDIR)$(UNITDIR)/lockd.service $(DESTDIR)$(UNITDIR)/lockd.socket
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/lockd.conf $(DESTDIR)$(TMPFILESDIR)/lockd.conf
+	rm -f $(DESTDIR)$(MANDIR)/man1/lockctl.1 $(DESTDIR)$(MANDIR)/man1/lflock.1
+	rm -f $(DESTDIR)$(MANDIR)/man5/lockd.toml.5 $(DESTDIR)$(MANDIR)/man8/lockd.8
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/lockctl $(DESTDIR)$(ZSHCOMPDIR)/_lockctl $(DESTDIR)$(FISHCOMPDIR)/lockctl.fish
 ifneq ($(LIVE),)
 	systemctl daemon-reload
 endif

@@ -99,7 +99,7 @@ struct Acquire: DaemonCommand {
         commandName: "acquire",
         abstract: "Acquire a lock for the calling shell (re-entrant; released when the shell exits).")
 
-    @Argument(help: "Lock name.") var name: String
+    @Argument(help: "Lock name.", completion: .lockNames) var name: String
     @OptionGroup var waitOptions: WaitOptions
     @OptionGroup var owner: OwnerOptions
     @Option(

@@ -10,7 +10,7 @@ struct Run: DaemonCommand {
         commandName: "run",
         abstract: "Hold a lock while a command runs; exit with the command's status.")
 
-    @Argument(help: "Lock name.") var name: String
+    @Argument(help: "Lock name.", completion: .lockNames) var name: String
     @OptionGroup var waitOptions: WaitOptions
     @Flag(help: "Shield the command: hold back SIGINT/SIGTERM/SIGHUP, break and daemon stop until it ends.")
     var shield = false
@@ -85,7 +85,8 @@ struct Shield: DaemonCommand {
         abstract: "Run a command with SIGINT/SIGTERM/SIGHUP held back until it ends (no daemon needed), "
             + "or open/close a shield on a hold (`lockctl shield NAME --on`).")
 
-    @Argument(help: "Lock name, to shield a hold instead of running a command.") var name: String?
+    @Argument(help: "Lock name, to shield a hold instead of running a command.", completion: .lockNames) var name:
+        String?
     @Flag(help: "Open a shield on the hold.") var on = false
     @Flag(help: "Close a shield on the hold.") var off = false
     @OptionGroup var owner: OwnerOptions

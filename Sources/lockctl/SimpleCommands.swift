@@ -6,7 +6,7 @@ struct Release: DaemonCommand {
     static let configuration = CommandConfiguration(
         commandName: "release", abstract: "Release one count of a hold (or all of it).")
 
-    @Argument(help: "Lock name.") var name: String
+    @Argument(help: "Lock name.", completion: .lockNames) var name: String
     @Flag(help: "Release the whole re-entrant count.") var all = false
     @OptionGroup var owner: OwnerOptions
     @Flag(help: "Print the daemon's answer as JSON.") var json = false
@@ -58,7 +58,7 @@ struct Break: DaemonCommand {
         commandName: "break",
         abstract: "Take a lock away from its holders (shielded holders lose it when their shield closes).")
 
-    @Argument(help: "Lock name.") var name: String
+    @Argument(help: "Lock name.", completion: .lockNames) var name: String
     @Flag(help: "Print the daemon's answer as JSON.") var json = false
     @OptionGroup var global: GlobalOptions
     @ParentCommand var lockctl: LockCtl

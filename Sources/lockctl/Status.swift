@@ -13,7 +13,7 @@ struct Status: DaemonCommand {
             control characters escaped.
             """)
 
-    @Argument(help: "Only this lock.") var name: String?
+    @Argument(help: "Only this lock.", completion: .lockNames) var name: String?
     @Flag(help: "Print the protocol's JSON answer (failures too).") var json = false
     @Flag(help: "Print nothing; exit 0 when the lock NAME is held, 1 when it is free.") var check = false
     @Flag(help: "Show when holds and waits began and when leases end, instead of ages.") var since = false

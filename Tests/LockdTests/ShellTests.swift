@@ -355,3 +355,35 @@ func processState(_ pid: Int32) -> String? {
     else { return nil }
     return String(stat[stat.index(close, offsetBy: 2)])
 }
+
+@Suite("shell completions")
+struct CompletionTests {
+    @Test("bash completes subcommands, and lock names from lockd's status (with --socket or $LOCKD_SOCKET)")
+    func bashCompletesLockNames() throws {
+        let daemon = try Daemon()
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("deploy/db").isOK)
+        #expect(try holder.acquire("deploy/web").isOK)
+        #expect(try holder.acquire("cache").isOK)
+        // The real function bash calls on Tab, with the line being completed.
+        func complete(_ line: String, environment: [String: String] = [:]) throws -> [String] {
+            let script = """
+                source <(lockctl --generate-completion-script bash)
+                COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}
+                read -ra COMP_WORDS <<< "$COMP_LINE"; [[ $COMP_LINE == *' ' ]] && COMP_WORDS+=('')
+                COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+                _lockctl; printf '%s\\n' "${COMPREPLY[@]}"
+                """
+            let run = try execute(
+                "/bin/bash", ["-c", script],
+                environment: ["PATH": Binaries.directory + ":/usr/bin:/bin"].merging(environment) { $1 })
+            #expect(run.status == 0, "\(run.stderr)")
+            return run.stdout.split(separator: "\n").map(String.init)
+        }
+        #expect(try complete("lockctl rel").contains("release"))
+        #expect(try complete("lockctl release --socket \(daemon.socket) dep").sorted() == ["deploy/db", "deploy/web"])
+        #expect(try complete("lockctl acquire c", environment: ["LOCKD_SOCKET": daemon.socket]) == ["cache"])
+        // No lockd: no names, no error on the terminal.
+        #expect(try complete("lockctl status dep", environment: ["LOCKD_SOCKET": daemon.directory + "/none"]).isEmpty)
+    }
+}
