@@ -25,9 +25,9 @@ import Synchronization
 /// the connection closes, which also happens when the process dies. lockd treats every hold of
 /// one connection as one owner, so the client queues its own tasks per lock name first: one task
 /// of a client holds a given name at a time (the same task may nest, re-entrantly), and `wait`
-/// counts the time in that queue too. A `.token`
-/// hold belongs to a token lease that the client renews every third of its ttl while the body
-/// runs; it survives a lost connection and a lockd restart.
+/// counts the time in that queue too. A `.token` hold belongs to a token lease that the client
+/// renews every third of its ttl, on NIO's event loop, while the body runs; it survives a lost
+/// connection and a lockd restart.
 ///
 /// **Reconnection rules.** No call is retried behind the caller's back.
 /// - A call finding no open connection opens one (once; failure throws ``LockdClientError/connection(_:)``).
