@@ -123,8 +123,8 @@ func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
 /// A subcommand that talks to lockd. `--socket` may stand before the subcommand (lockctl's own
 /// option, read through `@ParentCommand`) or after it (the subcommand's); the latter wins.
 protocol DaemonCommand: ParsableCommand {
-    var global: GlobalOptions { get }
-    var lockctl: LockCtl { get }
+    var global: GlobalOptions { get set }
+    var lockctl: LockCtl { get set }
 }
 
 extension DaemonCommand {

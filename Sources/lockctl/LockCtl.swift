@@ -23,7 +23,13 @@ struct LockCtl: ParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 }
         if invokedAs == "lflock" { arguments.insert("flock", at: 0) }
-        main(arguments)
+        guard var command = QuickParse.command(arguments) else { return main(arguments) }
+        do {
+            try QuickParse.validate(command)
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
     }
 
     @OptionGroup var global: GlobalOptions
