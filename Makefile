@@ -17,7 +17,7 @@ MANDIR := $(SHAREDIR)/man
 BASHCOMPDIR := $(SHAREDIR)/bash-completion/completions
 ZSHCOMPDIR := $(SHAREDIR)/zsh/site-functions
 FISHCOMPDIR := $(SHAREDIR)/fish/vendor_completions.d
-SWIFT_BUILD := swift build -c release --static-swift-stdlib
+DIST := .build/dist
 # Post-install steps run only on a live systemd host, and never for a staged install.
 LIVE := $(if $(DESTDIR),,$(wildcard /run/systemd/system))
 
@@ -26,14 +26,12 @@ LIVE := $(if $(DESTDIR),,$(wildcard /run/systemd/system))
 all: build
 
 build:
-	scripts/deps
-	$(SWIFT_BUILD) --product lockd
-	$(SWIFT_BUILD) --product lockctl
-	scripts/manpages "$$($(SWIFT_BUILD) --show-bin-path)" .build/share
+	scripts/build-release
+	scripts/manpages $(DIST) .build/share
 
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CONFDIR)
-	install -m 0755 "$$($(SWIFT_BUILD) --show-bin-path)/lockd" "$$($(SWIFT_BUILD) --show-bin-path)/lockctl" $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(DIST)/lockd $(DIST)/lockctl $(DESTDIR)$(BINDIR)/
 	ln -sf lockctl $(DESTDIR)$(BINDIR)/lflock
 	install -d $(DESTDIR)$(LIBEXECDIR)/lockd
 	install -m 0755 "$(BACKTRACER)" $(DESTDIR)$(LIBEXECDIR)/lockd/swift-backtrace

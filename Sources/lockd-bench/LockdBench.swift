@@ -18,6 +18,7 @@ struct LockdBench: ParsableCommand {
     @Option(help: "Idle connections for the scale step (0 skips it).") var idle = 10_000
     @Option(help: "Held locks for the scale step (0 skips it).") var held = 1_000_000
     @Option(help: "Runs of each command in the shell step (0 skips it).") var shellRuns = 200
+    @Option(help: "The lockctl the shell step times (default: the one next to this binary).") var lockctl: String?
     @Flag(
         help:
             "Run the cluster steps instead: 3 lockd nodes on a real 3-member etcd cluster against etcd's own lock recipe."
@@ -154,29 +155,8 @@ struct LockdBench: ParsableCommand {
                 setup: { Array("{\"op\":\"acquire\",\"id\":0,\"lock\":\"own-\($0)\"}\n".utf8) },
                 requests: lockPair { _ in "hot-held" }))
         if shellRuns > 0 {
-            let lockctl = binaries + "/lockctl"
-            let file = directory + "/flock-file"
-            _ = FileManager.default.createFile(atPath: file, contents: nil)
-            let environment = ["LOCKD_SOCKET": lockd.socket]
-            // A script's own loop: each iteration is two lockctl processes against two flock(1)
-            // calls on a descriptor the shell keeps open.
-            let iterations = 20
-            let loop = "for i in $(seq \(iterations)); do"
-            let loopRuns = max(5, shellRuns / iterations)
-            report.shell = (
-                lockctlRun: ScaleAndShell.wallMedian(
-                    lockctl, ["run", "shell-bench", "--", "/bin/true"], environment: environment, runs: shellRuns),
-                flock: ScaleAndShell.wallMedian(
-                    "/usr/bin/flock", [file, "/bin/true"], environment: [:], runs: shellRuns),
-                true: ScaleAndShell.wallMedian("/bin/true", [], environment: [:], runs: shellRuns),
-                loopLockctl: ScaleAndShell.wallMedian(
-                    "/bin/bash",
-                    ["-c", "\(loop) \"$0\" acquire shell-loop && \"$0\" release shell-loop; done", lockctl],
-                    environment: environment, runs: loopRuns) / Double(iterations),
-                loopFlock: ScaleAndShell.wallMedian(
-                    "/bin/bash", ["-c", "exec 9>\"$0\"; \(loop) flock 9 && flock -u 9; done", file],
-                    environment: [:], runs: loopRuns) / Double(iterations)
-            )
+            report.shell = ShellTimes(
+                lockctl: lockctl ?? binaries + "/lockctl", socket: lockd.socket, directory: directory, runs: shellRuns)
         }
         if idle > 0 || held > 0 {
             report.scale = ScaleAndShell.scale(

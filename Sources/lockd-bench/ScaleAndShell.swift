@@ -1,8 +1,8 @@
 import Foundation
 import LockClient
 
-/// Steps 5 and 6 of the benchmark: memory and latency with many idle connections and many held
-/// locks, and whole-process wall time of `lockctl run` against `flock(1)`.
+/// Step 5 of the benchmark: memory and latency with many idle connections and many held locks;
+/// and the process starter step 6 (``ShellTimes``) uses.
 enum ScaleAndShell {
     /// lockd's resident set, in MiB, from /proc.
     static func rss(of pid: Int32) -> Double {
@@ -117,5 +117,43 @@ enum ScaleAndShell {
         }
         times.sort()
         return times[times.count / 2]
+    }
+}
+
+/// Step 6: whole-process wall times of lockctl's commands against flock(1)'s, in one run.
+struct ShellTimes {
+    var lockctlRun: Double
+    var flock: Double
+    var `true`: Double
+    /// Per iteration of a script's own loop: two lockctl processes against two flock(1) calls on
+    /// a descriptor the shell keeps open.
+    var loopLockctl: Double
+    var loopFlock: Double
+    var version: Double
+    var status: Double
+
+    init(lockctl: String, socket: String, directory: String, runs: Int) {
+        let file = directory + "/flock-file"
+        _ = FileManager.default.createFile(atPath: file, contents: nil)
+        let environment = ["LOCKD_SOCKET": socket]
+        let iterations = 20
+        let loop = "for i in $(seq \(iterations)); do"
+        let loopRuns = max(5, runs / iterations)
+        func median(_ path: String, _ arguments: [String], _ environment: [String: String] = [:]) -> Double {
+            ScaleAndShell.wallMedian(path, arguments, environment: environment, runs: runs)
+        }
+        lockctlRun = median(lockctl, ["run", "shell-bench", "--", "/bin/true"], environment)
+        flock = median("/usr/bin/flock", [file, "/bin/true"])
+        `true` = median("/bin/true", [])
+        version = median(lockctl, ["--version"])
+        status = median(lockctl, ["status", "shell-bench"], environment)
+        loopLockctl =
+            ScaleAndShell.wallMedian(
+                "/bin/bash", ["-c", "\(loop) \"$0\" acquire shell-loop && \"$0\" release shell-loop; done", lockctl],
+                environment: environment, runs: loopRuns) / Double(iterations)
+        loopFlock =
+            ScaleAndShell.wallMedian(
+                "/bin/bash", ["-c", "exec 9>\"$0\"; \(loop) flock 9 && flock -u 9; done", file],
+                environment: [:], runs: loopRuns) / Double(iterations)
     }
 }
