@@ -1,3 +1,4 @@
+# A Debian package:                     make deb && sudo apt install ./lockd_*.deb
 # Install lockd as a systemd service:   sudo make install && sudo systemctl enable --now lockd.socket
 # Remove it again:                      sudo make uninstall
 # DESTDIR stages the files elsewhere (packaging, tests); PREFIX moves binaries and unit files.
@@ -21,7 +22,7 @@ DIST := .build/dist
 # Post-install steps run only on a live systemd host, and never for a staged install.
 LIVE := $(if $(DESTDIR),,$(wildcard /run/systemd/system))
 
-.PHONY: all build install uninstall
+.PHONY: all build install uninstall deb
 
 all: build
 
@@ -56,6 +57,10 @@ ifneq ($(LIVE),)
 	systemctl daemon-reload
 	@echo "installed; start it with: systemctl enable --now lockd.socket"
 endif
+
+# lockd_VERSION_ARCH.deb in the current directory (scripts/deb).
+deb:
+	scripts/deb .
 
 uninstall:
 ifneq ($(LIVE),)
