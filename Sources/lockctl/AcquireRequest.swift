@@ -22,28 +22,36 @@ struct WaitOptions: ParsableArguments {
         }
     }
 
-    var mode: LockMode { shared ? .shared : .exclusive }
-
-    /// The protocol's `wait`: 0 tries once, `nil` waits forever (also for `inf`).
-    var waitSeconds: Double? {
-        if noWait { return 0 }
-        return wait.flatMap { try? seconds($0, option: "--wait") }
+    /// The options as a plain value (read after validation).
+    var spec: WaitSpec {
+        WaitSpec(
+            mode: shared ? .shared : .exclusive,
+            seconds: noWait ? 0 : wait.flatMap { secondsValue($0) }.flatMap { $0.isInfinite ? nil : $0 },
+            conflictExitCode: conflictExitCode)
     }
+}
+
+/// How to wait for a lock: the mode asked for, the protocol's `wait` (0 tries once, `nil` waits
+/// forever), and the exit code when the lock cannot be had.
+struct WaitSpec: Equatable {
+    var mode = LockMode.exclusive
+    var seconds: Double?
+    var conflictExitCode = Exit.conflict
 }
 
 /// Acquires a lock while watching for SIGINT/SIGTERM/SIGHUP; a signal cancels the wait and, if
 /// the grant raced with the cancel, releases it again so no hold is left behind.
 /// - Returns: the grant, or throws the exit code (128+signal when interrupted).
 func acquireInterruptibly(
-    _ connection: LockConnection, name: LockName, owner: OwnerSpec, wait: WaitOptions, signals: TerminationSignals
+    _ connection: LockConnection, name: LockName, owner: OwnerSpec, wait: WaitSpec, signals: TerminationSignals
 ) throws(ExitCode) -> Grant {
     let context = "acquire \"\(name)\""
     do {
-        let id = try connection.send(.acquire(lock: name, mode: wait.mode, wait: wait.waitSeconds, owner: owner))
+        let id = try connection.send(.acquire(lock: name, mode: wait.mode, wait: wait.seconds, owner: owner))
         // lockd answers by the end of the wait; a lockd that does not (stopped, wedged) must not
         // keep the caller past it for long.
         let start = LockConnection.monotonicSeconds()
-        let deadline = wait.waitSeconds.map { start + Seconds.clamped($0) + answerTimeout }
+        let deadline = wait.seconds.map { start + Seconds.clamped($0) + answerTimeout }
         // A wait that lasts says once who it waits for (and whether that can ever end).
         var holdersAsked: RequestID?
         var saidWhy = false
@@ -112,24 +120,38 @@ struct Acquire: DaemonCommand {
 
     func validate() throws {
         if owner.token == nil, ttl != nil { throw ValidationError("--ttl goes with --token") }
-        _ = try leaseSeconds()
+        if let ttl { _ = try seconds(ttl, option: "--ttl", minimum: 0.001) }
     }
 
-    /// The lease asked for: `inf` is lockd's ceiling (100 years); below 1 ms a lease would end
-    /// before its answer arrived.
-    private func leaseSeconds() throws(ExitCode) -> Double? {
-        guard let ttl else { return nil }
-        return try seconds(ttl, option: "--ttl", minimum: 0.001) ?? Seconds.ceiling
+    func run() throws { try invocation.run() }
+
+    var invocation: AcquireInvocation {
+        AcquireInvocation(
+            name: name, wait: waitOptions.spec, owner: owner.choice,
+            // `inf` is lockd's ceiling (100 years); below 1 ms a lease would end before its answer.
+            ttl: ttl.flatMap { secondsValue($0, minimum: 0.001) }.map { $0.isInfinite ? Seconds.ceiling : $0 },
+            json: json, daemon: DaemonAddress(self))
     }
+}
+
+/// `lockctl acquire`, read by either reader (QuickParse or argument-parser) and validated.
+struct AcquireInvocation: Invocation {
+    var name: String
+    var wait = WaitSpec()
+    var owner = OwnerChoice()
+    /// The lease of a token owner, in seconds.
+    var ttl: Double?
+    var json = false
+    var daemon = DaemonAddress()
 
     func run() throws {
         failuresAsJSON = json
         let signals = TerminationSignals()
         let context = "acquire \"\(name)\""
         let lock = try lockName(name, context)
-        let owner = try owner.spec(ttl: leaseSeconds(), context, acquiring: true)
-        let connection = try connect(context)
-        let grant = try acquireInterruptibly(connection, name: lock, owner: owner, wait: waitOptions, signals: signals)
+        let owner = try owner.spec(ttl: ttl, context, acquiring: true)
+        let connection = try daemon.connect(context)
+        let grant = try acquireInterruptibly(connection, name: lock, owner: owner, wait: wait, signals: signals)
         if json { printLine(JSONValue.object(Response.grant(grant)).serialized) }
     }
 }

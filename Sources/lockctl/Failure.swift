@@ -90,12 +90,18 @@ func invalidValue(_ message: String) -> ExitCode {
 /// Reads a number of seconds given on the command line: a decimal number >= `minimum`, or `inf`.
 /// - Returns: `nil` for `inf` (no bound).
 func seconds(_ text: String, option: String, minimum: Double = 0) throws(ExitCode) -> Double? {
-    let lowered = text.lowercased()
-    if lowered == "inf" || lowered == "infinity" { return nil }
-    guard let value = Double(text), value.isFinite, value >= minimum else {
+    guard let value = secondsValue(text, minimum: minimum) else {
         throw invalidValue(
             "\(option) must be a number of seconds >= \(minimum == 0 ? "0" : "\(minimum)"), or inf; not \"\(text)\"")
     }
+    return value.isInfinite ? nil : value
+}
+
+/// A number of seconds >= `minimum`, `.infinity` for `inf`, or `nil` when `text` is neither.
+func secondsValue(_ text: String, minimum: Double = 0) -> Double? {
+    let lowered = text.lowercased()
+    if lowered == "inf" || lowered == "infinity" { return .infinity }
+    guard let value = Double(text), value.isFinite, value >= minimum else { return nil }
     return value
 }
 
@@ -123,25 +129,51 @@ func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
 /// A subcommand that talks to lockd. `--socket` may stand before the subcommand (lockctl's own
 /// option, read through `@ParentCommand`) or after it (the subcommand's); the latter wins.
 protocol DaemonCommand: ParsableCommand {
-    var global: GlobalOptions { get set }
-    var lockctl: LockCtl { get set }
+    var global: GlobalOptions { get }
+    var lockctl: LockCtl { get }
 }
 
-extension DaemonCommand {
+/// A command line read and validated, by argument-parser or by ``QuickParse``: a plain value, so
+/// that running it touches no argument-parser type.
+protocol Invocation: Equatable {
+    func run() throws
+}
+
+/// Where lockd is and how long to wait for its answers.
+struct DaemonAddress: Equatable {
+    var socket: String?
+    var daemonTimeout: String?
+
+    init(socket: String? = nil, daemonTimeout: String? = nil) {
+        self.socket = socket
+        self.daemonTimeout = daemonTimeout
+    }
+
+    /// The command's options, else lockctl's own (given before the subcommand's name).
+    init(_ command: some DaemonCommand) {
+        socket = command.global.socket ?? command.lockctl.global.socket
+        daemonTimeout = command.global.daemonTimeout ?? command.lockctl.global.daemonTimeout
+    }
+
     func connect(_ context: String) throws(ExitCode) -> LockConnection {
-        if let text = global.daemonTimeout ?? lockctl.global.daemonTimeout {
-            answerTimeout = try seconds(text, option: "--daemon-timeout") ?? Seconds.ceiling
+        if let daemonTimeout {
+            answerTimeout = try seconds(daemonTimeout, option: "--daemon-timeout") ?? Seconds.ceiling
         }
         do {
-            return try LockConnection.connect(toFirstOf: SocketPath.candidates(global.socket ?? lockctl.global.socket))
+            return try LockConnection.connect(toFirstOf: SocketPath.candidates(socket))
         } catch {
             throw fail(context, error)
         }
     }
 }
 
-extension OwnerOptions {
-    /// The owner: a token, a pid, or the parent process (the calling shell).
+/// Whose hold a command is about: a token, a pid, an ancestor, or by default lockctl's parent.
+struct OwnerChoice: Equatable {
+    var pid: Int32?
+    var ancestor: OwnerOptions.Ancestor?
+    var token: String?
+
+    /// The owner for the protocol.
     /// - Parameter acquiring: warn when the owner is no shell (its hold ends when it exits).
     func spec(ttl: Double? = nil, _ context: String, acquiring: Bool = false) throws(ExitCode) -> OwnerSpec {
         if let token {
@@ -152,7 +184,7 @@ extension OwnerOptions {
             return .token(token, ttl: ttl)
         }
         if let pid { return .pid(pid) }
-        let owner = try Owners.resolve(self.owner ?? .parent, context)
+        let owner = try Owners.resolve(ancestor ?? .parent, context)
         if acquiring, !Owners.isShell(owner) {
             // `timeout 5 lockctl acquire x` would make `timeout` the owner, and the hold would end
             // the moment it exits: say so while the caller can still choose.
@@ -161,6 +193,20 @@ extension OwnerOptions {
                     + "ends when it exits; --owner shell names the nearest shell, --pid $$ a script's own shell")
         }
         return .pid(owner)
+    }
+}
+
+extension OwnerOptions {
+    var choice: OwnerChoice { OwnerChoice(pid: pid, ancestor: owner, token: token) }
+
+    func spec(ttl: Double? = nil, _ context: String, acquiring: Bool = false) throws(ExitCode) -> OwnerSpec {
+        try choice.spec(ttl: ttl, context, acquiring: acquiring)
+    }
+}
+
+extension DaemonCommand {
+    func connect(_ context: String) throws(ExitCode) -> LockConnection {
+        try DaemonAddress(self).connect(context)
     }
 }
 

@@ -79,12 +79,11 @@ struct Flock: DaemonCommand {
         let signals = TerminationSignals()
         let connection = try connect(context)
         let started = LockConnection.monotonicSeconds()
-        var options = WaitOptions()
-        options.shared = shared && !exclusive
-        options.noWait = nonblock
-        options.wait = nonblock ? nil : wait
-        // flock(1) lets -E 0 through; so does lflock, for scripts that want it.
-        options.conflictExitCode = conflictExitCode == 0 ? 1 : conflictExitCode
+        let options = WaitSpec(
+            mode: shared && !exclusive ? .shared : .exclusive,
+            seconds: nonblock ? 0 : wait.flatMap { secondsValue($0) }.flatMap { $0.isInfinite ? nil : $0 },
+            // flock(1) lets -E 0 through; so does lflock, for scripts that want it.
+            conflictExitCode: conflictExitCode == 0 ? 1 : conflictExitCode)
         do {
             _ = try acquireInterruptibly(connection, name: lock, owner: .session, wait: options, signals: signals)
         } catch {

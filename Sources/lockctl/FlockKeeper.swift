@@ -37,7 +37,7 @@ struct FlockKeeper: DaemonCommand {
         lockd_close_descriptors([probe, closes, report], 3)
         let writable = fcntl(probe, F_GETFL) & O_ACCMODE != O_RDONLY
         let kind = Int32(writable ? LOCKD_RANGE_WRITE : LOCKD_RANGE_READ)
-        guard lockd_range_set(probe, 0, kind, DescriptorLock.Marker.keeper(of: marker, wait.mode)) == 0 else {
+        guard lockd_range_set(probe, 0, kind, DescriptorLock.Marker.keeper(of: marker, wait.spec.mode)) == 0 else {
             throw ExitCode(Exit.software)
         }
         var done: UInt8 = 1
@@ -59,6 +59,6 @@ struct FlockKeeper: DaemonCommand {
     private func hold(lock: LockName) throws(ExitCode) {
         let connection = try connect("flock")
         _ = try acquireInterruptibly(
-            connection, name: lock, owner: .pid(getpid()), wait: wait, signals: TerminationSignals())
+            connection, name: lock, owner: .pid(getpid()), wait: wait.spec, signals: TerminationSignals())
     }
 }

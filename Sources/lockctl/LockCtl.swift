@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import LockProtocol
 
 @main
@@ -23,10 +24,11 @@ struct LockCtl: ParsableCommand {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 }
         if invokedAs == "lflock" { arguments.insert("flock", at: 0) }
-        guard var command = QuickParse.command(arguments) else { return main(arguments) }
+        guard let invocation = QuickParse.invocation(arguments) else { return main(arguments) }
         do {
-            try QuickParse.validate(command)
-            try command.run()
+            try invocation.run()
+        } catch let code as ExitCode {
+            Glibc.exit(code.rawValue)
         } catch {
             exit(withError: error)
         }

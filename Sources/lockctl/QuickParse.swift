@@ -1,221 +1,149 @@
-import ArgumentParser
+import LockCore
 import LockProtocol
 
 /// The command lines scripts run in loops (`acquire`, `release`, `run`, `status`, `--version`),
 /// read without argument-parser.
 ///
-/// argument-parser builds each command's argument set by reflection, and every first conformance
-/// check it makes scans all of the binary's conformance records: half of a `lockctl run`'s CPU
-/// time (docs/performance.md). This reader fills the same command values directly. It accepts
-/// only plain shapes: long options spelled out (`--wait 5` or `--wait=5`), each at most once, and
-/// no value that begins with `-` where argument-parser would read an option. Anything else —
-/// help, short options, a typo, a repeated option — returns `nil` and goes to argument-parser,
-/// which then parses, explains or refuses it. A test checks that every command line this accepts
-/// parses to the same value under argument-parser (QuickParseTests).
+/// argument-parser builds each command's argument set by reflection and creates its property
+/// wrappers, and every first conformance check on the way scans all of the binary's conformance
+/// records: most of a `lockctl status`'s own CPU time (docs/performance.md). This reader turns
+/// the plain shapes straight into the ``Invocation`` that argument-parser's command would run:
+/// long options spelled out (`--wait 5` or `--wait=5`), each at most once, with valid values.
+/// Anything else (help, short options, a typo, a repeat, a value argument-parser would refuse)
+/// returns `nil` and goes to argument-parser, which parses, explains or refuses it. A test checks
+/// that both readers agree on every command line this one accepts (QuickParseTests).
 enum QuickParse {
-    /// The command `arguments` (without the program name) name, if it has a plain shape.
-    static func command(_ arguments: [String]) -> (any ParsableCommand)? {
+    /// What `arguments` (without the program name) ask for, if they have a plain shape.
+    static func invocation(_ arguments: [String]) -> (any Invocation)? {
         var reader = Reader(arguments)
-        // lockctl's own options may stand before the subcommand's name or among its arguments:
-        // argument-parser gives their values to both lockctl and the subcommand.
-        var global = PartialGlobal()
-        reader.leadingGlobals(&global)
+        // lockctl's own options may stand before the subcommand's name or among its arguments;
+        // argument-parser reads them into both, and the subcommand's are used.
+        var daemon = DaemonAddress()
+        while reader.daemon(&daemon) {}
         guard let name = reader.next() else { return nil }
+        let invocation: (any Invocation)?
         switch name {
-        case "--version" where reader.atEnd && global.isEmpty:
-            return Version()
-        case "acquire": return acquire(&reader, &global).map { global.assign(to: $0) }
-        case "release": return release(&reader, &global).map { global.assign(to: $0) }
-        case "run": return run(&reader, &global).map { global.assign(to: $0) }
-        case "status": return status(&reader, &global).map { global.assign(to: $0) }
-        default: return nil
+        case "--version": invocation = daemon == DaemonAddress() ? VersionInvocation() : nil
+        case "acquire": invocation = acquire(&reader, &daemon)
+        case "release": invocation = release(&reader, &daemon)
+        case "run": invocation = run(&reader, &daemon)
+        case "status": invocation = status(&reader, &daemon)
+        default: invocation = nil
         }
+        guard reader.finished, daemon.isValid else { return nil }
+        return invocation
     }
 
-    /// Runs the checks argument-parser runs while parsing, in its order: lockctl's own options,
-    /// then the command's option groups as declared, then the command's.
-    static func validate(_ command: any ParsableCommand) throws {
-        var command = command
-        func check(_ root: LockCtl, _ groups: any ParsableArguments...) throws {
-            try root.global.validate()
-            for var group in groups { try group.validate() }
-            try command.validate()
-        }
-        switch command {
-        case let acquire as Acquire: try check(acquire.lockctl, acquire.waitOptions, acquire.owner, acquire.global)
-        case let release as Release: try check(release.lockctl, release.owner, release.global)
-        case let run as Run: try check(run.lockctl, run.waitOptions, run.global)
-        case let status as Status: try check(status.lockctl, status.global)
-        default: try command.validate()
-        }
-    }
-
-    private static func acquire(_ reader: inout Reader, _ global: inout PartialGlobal) -> Acquire? {
-        var command = Acquire()
+    private static func acquire(_ reader: inout Reader, _ daemon: inout DaemonAddress) -> AcquireInvocation? {
         var name: String?
-        var wait = WaitOptions.empty
-        var owner = OwnerOptions.empty
+        var wait = PartialWait()
+        var owner = OwnerChoice()
         var ttl: String?
         var json = false
         while let token = reader.next() {
             guard
-                reader.positional(token, into: &name) || reader.wait(token, &wait) || reader.owner(token, &owner)
-                    || reader.global(token, &global) || reader.flag(token, "--json", &json)
+                reader.positional(token, &name) || reader.wait(token, &wait) || reader.owner(token, &owner)
+                    || reader.daemon(token, &daemon) || reader.flag(token, "--json", &json)
                     || reader.value(token, "--ttl", &ttl, unconditional: true)
             else { return nil }
         }
-        guard reader.finished, let name else { return nil }
-        command.name = name
-        command.waitOptions = wait.options
-        command.owner = owner.options
-        command.ttl = ttl
-        command.json = json
-        return command
+        // argument-parser's checks: --ttl only with --token, a lease of at least 1 ms.
+        let lease = ttl.flatMap { secondsValue($0, minimum: 0.001) }
+        guard let name, let spec = wait.spec, owner.isValid, ttl == nil || owner.token != nil && lease != nil
+        else { return nil }
+        return AcquireInvocation(
+            name: name, wait: spec, owner: owner, ttl: lease.map { $0.isInfinite ? Seconds.ceiling : $0 },
+            json: json, daemon: daemon)
     }
 
-    private static func release(_ reader: inout Reader, _ global: inout PartialGlobal) -> Release? {
-        var command = Release()
+    private static func release(_ reader: inout Reader, _ daemon: inout DaemonAddress) -> ReleaseInvocation? {
         var name: String?
         var all = false
-        var owner = OwnerOptions.empty
+        var owner = OwnerChoice()
         var json = false
         while let token = reader.next() {
             guard
-                reader.positional(token, into: &name) || reader.flag(token, "--all", &all)
-                    || reader.owner(token, &owner) || reader.global(token, &global)
-                    || reader.flag(token, "--json", &json)
+                reader.positional(token, &name) || reader.flag(token, "--all", &all) || reader.owner(token, &owner)
+                    || reader.daemon(token, &daemon) || reader.flag(token, "--json", &json)
             else { return nil }
         }
-        guard reader.finished, let name else { return nil }
-        command.name = name
-        command.all = all
-        command.owner = owner.options
-        command.json = json
-        return command
+        guard let name, owner.isValid else { return nil }
+        return ReleaseInvocation(name: name, all: all, owner: owner, json: json, daemon: daemon)
     }
 
-    private static func run(_ reader: inout Reader, _ global: inout PartialGlobal) -> Run? {
-        var command = Run()
+    private static func run(_ reader: inout Reader, _ daemon: inout DaemonAddress) -> RunInvocation? {
         var name: String?
-        var wait = WaitOptions.empty
+        var wait = PartialWait()
         var shield = false
         var close = false
-        var global = PartialGlobal()
-        var arguments: [String] = []
+        var command: [String] = []
         while let token = reader.next() {
             if token == "--" {
-                arguments = reader.rest()
+                command = reader.rest()
                 break
             }
             guard
-                reader.positional(token, into: &name) || reader.wait(token, &wait) || reader.global(token, &global)
+                reader.positional(token, &name) || reader.wait(token, &wait) || reader.daemon(token, &daemon)
                     || reader.flag(token, "--shield", &shield) || reader.flag(token, "--close", &close)
             else { return nil }
         }
-        guard reader.finished, let name, !arguments.isEmpty else { return nil }
-        command.name = name
-        command.command = arguments
-        command.waitOptions = wait.options
-        command.shield = shield
-        command.onLost = .standard
-        command.lostExitCode = Exit.lost
-        command.close = close
-        return command
+        guard let name, let spec = wait.spec, !command.isEmpty else { return nil }
+        return RunInvocation(name: name, wait: spec, shield: shield, close: close, daemon: daemon, command: command)
     }
 
-    private static func status(_ reader: inout Reader, _ global: inout PartialGlobal) -> Status? {
-        var command = Status()
+    private static func status(_ reader: inout Reader, _ daemon: inout DaemonAddress) -> StatusInvocation? {
         var name: String?
         var json = false
         var check = false
         var since = false
         while let token = reader.next() {
             guard
-                reader.positional(token, into: &name) || reader.flag(token, "--json", &json)
+                reader.positional(token, &name) || reader.flag(token, "--json", &json)
                     || reader.flag(token, "--check", &check) || reader.flag(token, "--since", &since)
-                    || reader.global(token, &global)
+                    || reader.daemon(token, &daemon)
             else { return nil }
         }
-        guard reader.finished else { return nil }
-        command.name = name
-        command.json = json
-        command.check = check
-        command.since = since
-        return command
+        guard name != nil || !check else { return nil }
+        return StatusInvocation(name: name, json: json, check: check, since: since, daemon: daemon)
     }
 }
 
 /// `lockctl --version`, as argument-parser prints it.
-private struct Version: ParsableCommand {
+struct VersionInvocation: Invocation {
     func run() throws { printLine(lockdVersion) }
 }
 
-/// Values read so far. argument-parser's property wrappers must not be read (even through
-/// `inout`) before they are assigned, so the reader fills plain fields and assigns them at the end.
-private struct PartialGlobal {
-    var socket: String?
-    var daemonTimeout: String?
-
-    var isEmpty: Bool { socket == nil && daemonTimeout == nil }
-
-    var options: GlobalOptions {
-        var options = GlobalOptions()
-        options.socket = socket
-        options.daemonTimeout = daemonTimeout
-        return options
-    }
-
-    /// The command with these options, as its own and as lockctl's.
-    func assign<Command: DaemonCommand>(to command: Command) -> Command {
-        var command = command
-        var root = LockCtl()
-        root.global = options
-        command.global = options
-        command.lockctl = root
-        return command
+extension DaemonAddress {
+    /// What argument-parser's `GlobalOptions.validate` accepts.
+    fileprivate var isValid: Bool {
+        socket?.isEmpty != true && daemonTimeout.map { secondsValue($0) != nil } != false
     }
 }
 
+extension OwnerChoice {
+    /// At most one of --pid, --owner and --token (`OwnerOptions.validate`).
+    fileprivate var isValid: Bool { [pid != nil, ancestor != nil, token != nil].filter { $0 }.count <= 1 }
+}
+
+/// The wait options as given, checked as `WaitOptions.validate` checks them.
 private struct PartialWait {
     var shared = false
     var wait: String?
     var noWait = false
     var conflictExitCode: Int32?
 
-    var options: WaitOptions {
-        var options = WaitOptions()
-        options.shared = shared
-        options.wait = wait
-        options.noWait = noWait
-        options.conflictExitCode = conflictExitCode ?? Exit.conflict
-        return options
+    var spec: WaitSpec? {
+        let seconds = wait.flatMap { secondsValue($0) }
+        let code = conflictExitCode ?? Exit.conflict
+        guard !(noWait && wait != nil), wait == nil || seconds != nil, (1...255).contains(code) else { return nil }
+        return WaitSpec(
+            mode: shared ? .shared : .exclusive, seconds: noWait ? 0 : seconds.flatMap { $0.isInfinite ? nil : $0 },
+            conflictExitCode: code)
     }
 }
 
-extension WaitOptions {
-    fileprivate static var empty: PartialWait { PartialWait() }
-}
-
-private struct PartialOwner {
-    var pid: Int32?
-    var owner: OwnerOptions.Ancestor?
-    var token: String?
-
-    var options: OwnerOptions {
-        var options = OwnerOptions()
-        options.pid = pid
-        options.owner = owner
-        options.token = token
-        return options
-    }
-}
-
-extension OwnerOptions {
-    fileprivate static var empty: PartialOwner { PartialOwner() }
-}
-
-/// Walks the arguments. Each matcher returns whether it consumed `token` (and the value after
-/// it); a token no matcher takes, or a matcher that finds the shape unusual, ends the quick path.
+/// Walks the arguments. Each matcher returns whether it took `token` (and the value after it); a
+/// token no matcher takes, or a matcher that finds the shape unusual, ends the quick path.
 private struct Reader {
     private let arguments: [String]
     private var index = 0
@@ -225,21 +153,8 @@ private struct Reader {
 
     init(_ arguments: [String]) { self.arguments = arguments }
 
-    var atEnd: Bool { index == arguments.count }
-
     /// Whether every argument was taken in a plain shape.
-    var finished: Bool { atEnd && !unusual }
-
-    /// lockctl's own options before the subcommand's name.
-    mutating func leadingGlobals(_ options: inout PartialGlobal) {
-        while !unusual, index < arguments.count {
-            index += 1
-            if !global(arguments[index - 1], &options) {
-                index -= 1
-                return
-            }
-        }
-    }
+    var finished: Bool { index == arguments.count && !unusual }
 
     mutating func next() -> String? {
         guard !unusual, index < arguments.count else { return nil }
@@ -252,12 +167,21 @@ private struct Reader {
         return Array(arguments[index...])
     }
 
-    mutating func global(_ token: String, _ options: inout PartialGlobal) -> Bool {
-        value(token, "--socket", &options.socket) || value(token, "--daemon-timeout", &options.daemonTimeout)
+    /// Takes the next argument if it is lockctl's own option.
+    mutating func daemon(_ daemon: inout DaemonAddress) -> Bool {
+        guard !unusual, index < arguments.count else { return false }
+        index += 1
+        if self.daemon(arguments[index - 1], &daemon) { return true }
+        index -= 1
+        return false
+    }
+
+    mutating func daemon(_ token: String, _ daemon: inout DaemonAddress) -> Bool {
+        value(token, "--socket", &daemon.socket) || value(token, "--daemon-timeout", &daemon.daemonTimeout)
     }
 
     /// The one positional argument (a lock name).
-    mutating func positional(_ token: String, into slot: inout String?) -> Bool {
+    mutating func positional(_ token: String, _ slot: inout String?) -> Bool {
         guard !token.hasPrefix("-"), !token.isEmpty else { return false }
         guard slot == nil else { return decline() }
         slot = token
@@ -302,7 +226,7 @@ private struct Reader {
             || value(token, "--wait", &wait.wait, unconditional: true)
     }
 
-    mutating func owner(_ token: String, _ owner: inout PartialOwner) -> Bool {
+    mutating func owner(_ token: String, _ owner: inout OwnerChoice) -> Bool {
         var text: String?
         if value(token, "--pid", &text) {
             guard let pid = text.flatMap({ Int32($0) }) else { return decline() }
@@ -311,7 +235,7 @@ private struct Reader {
         }
         if value(token, "--owner", &text) {
             guard let ancestor = text.flatMap({ OwnerOptions.Ancestor(rawValue: $0) }) else { return decline() }
-            owner.owner = ancestor
+            owner.ancestor = ancestor
             return true
         }
         return value(token, "--token", &owner.token)

@@ -38,13 +38,33 @@ struct Run: DaemonCommand {
         }
     }
 
+    func run() throws { try invocation.run() }
+
+    var invocation: RunInvocation {
+        RunInvocation(
+            name: name, wait: waitOptions.spec, shield: shield, onLost: onLost, lostExitCode: lostExitCode,
+            close: close, daemon: DaemonAddress(self), command: command)
+    }
+}
+
+/// `lockctl run`, read by either reader and validated.
+struct RunInvocation: Invocation {
+    var name: String
+    var wait = WaitSpec()
+    var shield = false
+    var onLost = LostPolicy.standard
+    var lostExitCode = Exit.lost
+    var close = false
+    var daemon = DaemonAddress()
+    var command: [String]
+
     func run() throws {
         let signals = TerminationSignals()
         let context = "run \"\(name)\""
         let lock = try lockName(name, context)
-        let connection = try connect(context)
+        let connection = try daemon.connect(context)
         // The hold belongs to this connection: if lockctl dies, the hold goes, and CMD with it.
-        _ = try acquireInterruptibly(connection, name: lock, owner: .session, wait: waitOptions, signals: signals)
+        _ = try acquireInterruptibly(connection, name: lock, owner: .session, wait: wait, signals: signals)
         if shield {
             _ = try call(connection, context, .shield(lock: lock, owner: .session, on: true))
         }

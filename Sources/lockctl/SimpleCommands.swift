@@ -13,12 +13,27 @@ struct Release: DaemonCommand {
     @OptionGroup var global: GlobalOptions
     @ParentCommand var lockctl: LockCtl
 
+    func run() throws { try invocation.run() }
+
+    var invocation: ReleaseInvocation {
+        ReleaseInvocation(name: name, all: all, owner: owner.choice, json: json, daemon: DaemonAddress(self))
+    }
+}
+
+/// `lockctl release`, read by either reader and validated.
+struct ReleaseInvocation: Invocation {
+    var name: String
+    var all = false
+    var owner = OwnerChoice()
+    var json = false
+    var daemon = DaemonAddress()
+
     func run() throws {
         failuresAsJSON = json
         let context = "release \"\(name)\""
         let lock = try lockName(name, context)
         let owner = try owner.spec(context)
-        let connection = try connect(context)
+        let connection = try daemon.connect(context)
         let answer = try call(connection, context, .release(lock: lock, owner: owner, all: all))
         if json { printLine(JSONValue.object([("count", answer.count.map(JSONValue.int) ?? .null)]).serialized) }
     }

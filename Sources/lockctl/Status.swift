@@ -24,11 +24,26 @@ struct Status: DaemonCommand {
         if check, name == nil { throw ValidationError("--check needs a lock NAME") }
     }
 
+    func run() throws { try invocation.run() }
+
+    var invocation: StatusInvocation {
+        StatusInvocation(name: name, json: json, check: check, since: since, daemon: DaemonAddress(self))
+    }
+}
+
+/// `lockctl status`, read by either reader and validated.
+struct StatusInvocation: Invocation {
+    var name: String?
+    var json = false
+    var check = false
+    var since = false
+    var daemon = DaemonAddress()
+
     func run() throws {
         failuresAsJSON = json
         let context = name.map { "status \"\($0)\"" } ?? "status"
         let lock = try name.map { (raw) throws(ExitCode) in try lockName(raw, context) }
-        let connection = try connect(context)
+        let connection = try daemon.connect(context)
         let locks = try call(connection, context, .status(lock: lock)).locks ?? []
         if check { throw ExitCode(locks.contains { !($0["holders"]?.elements.isEmpty ?? true) } ? 0 : 1) }
         if json {
