@@ -68,6 +68,8 @@ final class LockdChannelHandler: ChannelDuplexHandler {
         switch message {
         case .revoked(let revocation):
             revoked(revocation)
+        case .changed:
+            break  // LockdClient never watches.
         case .answer(let answer):
             if let id = answer.id, let promise = pending.removeValue(forKey: id) {
                 promise.succeed(answer)

@@ -8,6 +8,7 @@ extension LockTable {
         var record = record
         if !record.hadDurableHold { record.hadDurableHold = record.holders.contains { $0.owner.isDurable } }
         if recordsChanges, record.hadDurableHold { changedLocks.insert(name) }
+        if notesChangesForWatchers { watchedChanges.insert(name) }
         locks[name] = record.isUnused ? nil : record
     }
 
@@ -64,6 +65,7 @@ extension LockTable {
         guard let index = locks[name]?.holderIndex(of: owner) else { return }
         body(&locks[name]!.holders[index])
         if recordsChanges, owner.isDurable { changedLocks.insert(name) }
+        if notesChangesForWatchers { watchedChanges.insert(name) }
     }
 
     /// (Re)sets a token's lease; a fresh lease also cancels an expiry deferred by a shield.

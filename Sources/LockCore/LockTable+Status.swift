@@ -90,3 +90,13 @@ extension LockTable {
         return record.holders.map(\.owner) + record.waiters.map(\.owner)
     }
 }
+
+extension LockTable {
+    /// The locks changed since the last call, sorted by name (only while
+    /// ``notesChangesForWatchers`` is on).
+    public mutating func takeWatchedChanges() -> [LockName] {
+        guard !watchedChanges.isEmpty else { return [] }
+        defer { watchedChanges.removeAll(keepingCapacity: true) }
+        return watchedChanges.sorted()
+    }
+}

@@ -18,6 +18,10 @@ public struct LockTable: Sendable {
     var tokenShields: [SessionID: [(LockName, String)]] = [:]
     /// Whether the table notes which locks changed (``takeChangedLocks()``), for persistence.
     public var recordsChanges = false
+    /// Whether the table notes every lock that changes (``takeWatchedChanges()``), for the `watch`
+    /// op; off while nobody watches, so that the request path pays one test.
+    public var notesChangesForWatchers = false
+    var watchedChanges: Set<LockName> = []
     var waitersByUID: [UInt32: Int] = [:]
     var lastFence: UInt64
     /// Whether ``beginShutdown(now:effects:)`` has run: acquires are refused from then on.

@@ -53,6 +53,9 @@ public enum Operation: Hashable, Sendable {
     case breakLock(lock: LockName)
     case status(lock: LockName?)
     case cancel(request: RequestID)
+    /// Answers like `status`, then sends a `changed` event whenever a lock (or only `lock`)
+    /// changes, until the connection closes.
+    case watch(lock: LockName?)
 }
 
 /// A validated request line.
@@ -129,6 +132,9 @@ extension Request {
         case "status":
             if fields.lock == nil || fields.lock == .null { return .status(lock: nil) }
             return .status(lock: try lockName(fields.lock))
+        case "watch":
+            if fields.lock == nil || fields.lock == .null { return .watch(lock: nil) }
+            return .watch(lock: try lockName(fields.lock))
         case "cancel":
             guard let raw = fields.request, let request = RequestID(raw) else {
                 throw .invalid("\"request\" must be the id of a pending acquire")

@@ -38,6 +38,12 @@ public enum Response {
         ])
     }
 
+    /// The pushed event telling a watching connection that `lock` changed; `locks` is what
+    /// `status` would now list for it (empty when it is free).
+    public static func changed(lock: LockName, locks: JSONValue) -> JSONValue {
+        .object([("event", "changed"), ("lock", .string(lock.rawValue)), ("locks", locks)])
+    }
+
     /// An owner as answers write it: `{"session": "ID"}`, `{"pid": N}` or `{"token": "T"}`.
     public static func ownerJSON(_ owner: LockOwner) -> JSONValue {
         switch owner {

@@ -6,6 +6,8 @@ public enum ServerMessage: Sendable {
     case answer(Answer)
     /// A hold the connection made was taken away.
     case revoked(Revocation)
+    /// A lock this connection watches changed (the `watch` op).
+    case changed(LockChange)
 
     /// Reads one line (without its newline).
     /// - Throws: `nil` result is never returned; a line that is not protocol v1 throws.
@@ -23,10 +25,14 @@ public enum ServerMessage: Sendable {
     public init(_ json: JSONValue) throws(ServerMessageError) {
         guard case .object = json else { throw ServerMessageError(description: "a line that is no JSON object") }
         if let event = json["event"] {
-            guard event == "revoked", let lock = json["lock"]?.string.flatMap(LockName.init),
-                let reason = json["reason"]?.string.flatMap(RevocationReason.init(rawValue:))
-            else { throw ServerMessageError(description: "an unknown event \(json.serialized)") }
-            self = .revoked(Revocation(lock: lock, owner: json["owner"] ?? .null, reason: reason))
+            let lock = json["lock"]?.string.flatMap(LockName.init)
+            if event == "revoked", let lock, let reason = json["reason"]?.string.flatMap(RevocationReason.init) {
+                self = .revoked(Revocation(lock: lock, owner: json["owner"] ?? .null, reason: reason))
+            } else if event == "changed", let lock, let locks = json["locks"]?.elements {
+                self = .changed(LockChange(lock: lock, locks: locks))
+            } else {
+                throw ServerMessageError(description: "an unknown event \(json.serialized)")
+            }
             return
         }
         guard let ok = json["ok"]?.bool, let idJSON = json["id"] else {
@@ -58,6 +64,13 @@ public struct Revocation: Sendable, Equatable {
     /// The owner as the event writes it: `{"session": "ID"}`, `{"pid": N}` or `{"token": "T"}`.
     public var owner: JSONValue
     public var reason: RevocationReason
+}
+
+/// The `changed` event: a watched lock's state after a change.
+public struct LockChange: Sendable, Equatable {
+    public var lock: LockName
+    /// The lock as `status` lists it (one element), or empty when the lock is now free.
+    public var locks: [JSONValue]
 }
 
 /// An answer, with typed access to what each operation returns.

@@ -10,24 +10,29 @@ struct Status: DaemonCommand {
             STATE is held, waiting, breaking (a break waits for the holder's shield to close) or expiring \
             (the lease ran out; the expiry waits for the shield). AGE is how long the hold or wait has lasted; \
             --since shows the times instead. Text from other users (command lines, tokens) is shown with \
-            control characters escaped.
+            control characters escaped. --watch redraws the table whenever a lock changes (and every second \
+            on a terminal, for the ages) until interrupted; with --json it prints lockd's answer and then \
+            each `changed` event, one JSON object per line.
             """)
 
     @Argument(help: "Only this lock.", completion: .lockNames) var name: String?
     @Flag(help: "Print the protocol's JSON answer (failures too).") var json = false
     @Flag(help: "Print nothing; exit 0 when the lock NAME is held, 1 when it is free.") var check = false
     @Flag(help: "Show when holds and waits began and when leases end, instead of ages.") var since = false
+    @Flag(help: "Keep watching: redraw as locks change, until interrupted (Ctrl-C).") var watch = false
     @OptionGroup var global: GlobalOptions
     @ParentCommand var lockctl: LockCtl
 
     func validate() throws {
         if check, name == nil { throw ValidationError("--check needs a lock NAME") }
+        if check, watch { throw ValidationError("use either --check or --watch, not both") }
     }
 
     func run() throws { try invocation.run() }
 
     var invocation: StatusInvocation {
-        StatusInvocation(name: name, json: json, check: check, since: since, daemon: DaemonAddress(self))
+        StatusInvocation(
+            name: name, json: json, check: check, since: since, watch: watch, daemon: DaemonAddress(self))
     }
 }
 
@@ -37,6 +42,7 @@ struct StatusInvocation: Invocation {
     var json = false
     var check = false
     var since = false
+    var watch = false
     var daemon = DaemonAddress()
 
     func run() throws {
@@ -44,6 +50,7 @@ struct StatusInvocation: Invocation {
         let context = name.map { "status \"\($0)\"" } ?? "status"
         let lock = try name.map { (raw) throws(ExitCode) in try lockName(raw, context) }
         let connection = try daemon.connect(context)
+        if watch { try StatusWatch(name: name, json: json, since: since).run(connection, lock: lock, context) }
         let locks = try call(connection, context, .status(lock: lock)).locks ?? []
         if check { throw ExitCode(locks.contains { !($0["holders"]?.elements.isEmpty ?? true) } ? 0 : 1) }
         if json {
@@ -57,11 +64,13 @@ struct StatusInvocation: Invocation {
         for line in StatusTable(locks: locks, now: wallClock(), absolute: since).lines { printLine(line) }
     }
 
-    private func wallClock() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-    }
+}
+
+/// Seconds since the epoch, for ages in the table.
+func wallClock() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 /// The `status` table: one row per holder and waiter, at most ``width`` columns (the command line

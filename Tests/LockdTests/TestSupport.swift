@@ -401,3 +401,30 @@ final class ChildProcess: RunningProcess {
         status = raw
     }
 }
+
+/// Lines a child writes to a pipe, each read with a deadline.
+final class LineReader {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    init(_ pipe: Pipe) { fd = pipe.fileHandleForReading.fileDescriptor }
+
+    /// The next line (without its newline), or `nil` at the deadline or the pipe's end.
+    func line(timeout: Double) -> String? {
+        let end = Date().addingTimeInterval(timeout)
+        while true {
+            if let newline = buffer.firstIndex(of: 10) {
+                defer { buffer.removeFirst(newline + 1) }
+                return String(decoding: buffer[..<newline], as: UTF8.self)
+            }
+            let remaining = end.timeIntervalSinceNow
+            guard remaining > 0 else { return nil }
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, Int32(remaining * 1000) + 1) > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = read(fd, &chunk, chunk.count)
+            guard count > 0 else { return nil }
+            buffer += chunk[..<count]
+        }
+    }
+}

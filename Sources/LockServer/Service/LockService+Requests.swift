@@ -83,13 +83,12 @@ extension LockService {
         case .status(let lock):
             if let lock { try authorize(.status, lock, session) }
             owners.reapAll()
-            var locks = inspectTable { $0.status(of: lock) }
-            if lock == nil, !session.identity.isRoot, !configuration.access.rules.isEmpty {
-                locks.removeAll { !allows(.status, $0.name, session) }
-            }
-            var json = Response.locks(locks, commandLine: owners.processes.commandLine(of:))
-            if let cluster { json = withClusterView(json, cluster: cluster, only: lock) }
-            return [("locks", json)]
+            return [("locks", statusJSON(only: lock, for: session))]
+        case .watch(let lock):
+            if let lock { try authorize(.status, lock, session) }
+            owners.reapAll()
+            try startWatching(session, lock: lock)
+            return [("locks", statusJSON(only: lock, for: session))]
         case .cancel(let request):
             let cancelled = mutate { table, now, effects in
                 table.cancel(session.key(request), now: now, effects: &effects)
@@ -169,6 +168,22 @@ extension LockService {
         }
         if case .queued = outcome { cluster.waitsForAnswer(key, on: lock) }
         return outcome
+    }
+
+    /// What `status` lists: `lock` alone, or every lock `session` may see.
+    func statusJSON(only lock: LockName?, for session: Session?) -> JSONValue {
+        var locks = inspectTable { $0.status(of: lock) }
+        if lock == nil, let session, !session.identity.isRoot, !configuration.access.rules.isEmpty {
+            locks.removeAll { !allows(.status, $0.name, session) }
+        }
+        let json = Response.locks(locks, commandLine: owners.processes.commandLine(of:))
+        guard let cluster else { return json }
+        return withClusterView(json, cluster: cluster, only: lock)
+    }
+
+    /// Whether `session` may see `lock` in `status`, and so in its watch's events.
+    func maySee(_ lock: LockName, _ session: Session) -> Bool {
+        session.identity.isRoot || configuration.access.rules.isEmpty || allows(.status, lock, session)
     }
 
     private func allows(_ action: AccessPolicy.Action, _ lock: LockName, _ session: Session) -> Bool {

@@ -43,6 +43,9 @@ final class LockService {
     private let finished: EventLoopPromise<Void>
     /// The engine's effects, a buffer reused by every ``mutate(_:)``.
     private var effects: [LockEffect] = []
+    /// The connections that watch (the `watch` op), each with the one lock it watches, or `nil`
+    /// for all.
+    private var watchers: [SessionID: LockName?] = [:]
 
     init(
         loop: any EventLoop, logger: Logger, configuration: LockdConfiguration, notifier: SystemdNotifier,
@@ -135,6 +138,37 @@ final class LockService {
             }
         }
         effects.removeAll(keepingCapacity: true)
+        if !watchers.isEmpty { publishChanges() }
+    }
+
+    /// Makes `session` a watcher: after every change, it gets a `changed` event per lock that
+    /// changed (and it may see), with the lock's state as `status` lists it.
+    func startWatching(_ session: Session, lock: LockName?) throws(LockError) {
+        guard watchers[session.id] == nil else {
+            throw LockError(.invalid, "this connection already watches (one watch per connection)")
+        }
+        if watchers.isEmpty {
+            _ = table.takeWatchedChanges()
+            table.notesChangesForWatchers = true
+        }
+        watchers[session.id] = lock
+    }
+
+    private func stopWatching(_ session: Session) {
+        guard watchers.removeValue(forKey: session.id) != nil, watchers.isEmpty else { return }
+        table.notesChangesForWatchers = false
+    }
+
+    private func publishChanges() {
+        for name in table.takeWatchedChanges() {
+            // Built once per lock, and only when someone is to get it.
+            var event: JSONValue?
+            for (id, watched) in watchers where watched == nil || watched == name {
+                guard let session = connections[id], maySee(name, session) else { continue }
+                if event == nil { event = Response.changed(lock: name, locks: statusJSON(only: name, for: nil)) }
+                connections.send(event!, to: session)
+            }
+        }
     }
 
     private func answer(_ key: RequestKey, _ message: (RequestID) -> JSONValue) {
@@ -160,6 +194,7 @@ final class LockService {
 
     func close(_ session: Session) {
         connections.remove(session)
+        stopWatching(session)
         for tag in session.pending.keys { owners.disarmWait(RequestKey(session: session.id, tag: tag)) }
         session.pending = [:]
         mutate { table, now, effects in table.sessionClosed(session.id, now: now, effects: &effects) }

@@ -97,6 +97,10 @@ struct RequestGenerator {
             let target = pending.isEmpty || random.oneIn(4) ? "\(random.next(below: 50))" : random.pick(pending)
             return ("{\(idMember),\"op\":\"cancel\",\"request\":\(target)}", nil)
         case 87..<90:
+            if random.oneIn(3) {
+                let lock = random.oneIn(2) ? "" : ",\"lock\":\(lock())"
+                return ("{\(idMember),\"op\":\"watch\"\(lock)}", nil)
+            }
             return ("{\(idMember),\"op\":\"\(random.pick(["hello", "ping"]))\"}", nil)
         default:
             let garbage = random.pick([

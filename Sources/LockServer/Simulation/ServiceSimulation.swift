@@ -313,6 +313,13 @@ package final class ServiceSimulation {
                     return
                         "client \(client.pid) got a line that is no JSON object: \(String(decoding: line, as: UTF8.self))"
                 }
+                if answer["event"] == "changed" {
+                    // A watcher's event carries the lock's state as status lists it, or nothing.
+                    guard let locks = answer["locks"]?.elements, locks.count <= 1,
+                        locks.allSatisfy({ $0["name"] == answer["lock"] })
+                    else { return "a changed event that does not describe its lock: \(answer.serialized)" }
+                    continue
+                }
                 if answer["event"] != nil {
                     let lock = answer["lock"]?.serialized
                     client.held.removeAll { $0.lock == lock }
