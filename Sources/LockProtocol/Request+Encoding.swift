@@ -26,6 +26,7 @@ extension Request {
             if let lock { members.append(("lock", .string(lock.rawValue))) }
         case .cancel(let request):
             members += [("op", "cancel"), ("request", request.json)]
+        case .metrics: members.append(("op", "metrics"))
         case .watch(let lock):
             members.append(("op", "watch"))
             if let lock { members.append(("lock", .string(lock.rawValue))) }

@@ -56,6 +56,8 @@ public enum Operation: Hashable, Sendable {
     /// Answers like `status`, then sends a `changed` event whenever a lock (or only `lock`)
     /// changes, until the connection closes.
     case watch(lock: LockName?)
+    /// lockd's metrics in Prometheus' text format.
+    case metrics
 }
 
 /// A validated request line.
@@ -132,6 +134,8 @@ extension Request {
         case "status":
             if fields.lock == nil || fields.lock == .null { return .status(lock: nil) }
             return .status(lock: try lockName(fields.lock))
+        case "metrics":
+            return .metrics
         case "watch":
             if fields.lock == nil || fields.lock == .null { return .watch(lock: nil) }
             return .watch(lock: try lockName(fields.lock))

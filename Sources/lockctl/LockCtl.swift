@@ -15,7 +15,8 @@ struct LockCtl: ParsableCommand {
             """,
         version: lockdVersion,
         subcommands: [
-            Acquire.self, Release.self, Renew.self, Run.self, Shield.self, Status.self, Break.self, Flock.self,
+            Acquire.self, Release.self, Renew.self, Run.self, Shield.self, Status.self, Break.self, Metrics.self,
+            Flock.self,
             FlockKeeper.self,
         ])
 

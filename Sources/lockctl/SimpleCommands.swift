@@ -92,3 +92,24 @@ struct Break: DaemonCommand {
         }
     }
 }
+
+struct Metrics: DaemonCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics",
+        abstract: "Print lockd's metrics in Prometheus' text format (docs/operations.md).")
+
+    @Flag(help: "Print them as JSON: {\"text\": ...}.") var json = false
+    @OptionGroup var global: GlobalOptions
+    @ParentCommand var lockctl: LockCtl
+
+    func run() throws {
+        failuresAsJSON = json
+        let connection = try connect("metrics")
+        let text = try call(connection, "metrics", .metrics).fields["text"]?.string ?? ""
+        if json {
+            printLine(JSONValue.object([("text", .string(text))]).serialized)
+        } else {
+            printLine(text.hasSuffix("\n") ? String(text.dropLast()) : text)
+        }
+    }
+}

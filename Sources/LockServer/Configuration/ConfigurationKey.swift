@@ -166,6 +166,16 @@ struct ConfigurationKey: Sendable {
             reader, value throws(ConfigurationError) in
             try reader.strings(value)
         },
+        ConfigurationKey("metrics", "listen", \.metricsListen, reload: false, show: { $0?.description ?? "(off)" }) {
+            reader, value throws(ConfigurationError) in
+            let text = try reader.string(value)
+            if text.isEmpty { return nil }
+            guard let address = MetricsAddress(text) else {
+                throw reader.error(
+                    "must be \"\" (off), a Unix socket path, or a loopback address and port such as \"127.0.0.1:9464\"")
+            }
+            return address
+        },
         ConfigurationKey("log", "level", \.logLevel, reload: true) { reader, value throws(ConfigurationError) in
             let name = try reader.string(value)
             guard let level = Logger.Level(rawValue: name) else {

@@ -69,6 +69,9 @@ struct LockdConfiguration: Equatable, Sendable {
     var stateDirectory: String?
     var logLevel: Logger.Level = .info
     var logTarget: LogTarget = .auto
+    /// Where to serve the metrics over HTTP (`[metrics] listen`); `nil`: not served (they are
+    /// still answered by the `metrics` op, `lockctl metrics`).
+    var metricsListen: MetricsAddress?
 
     /// The settings a reload may change while clients stay connected.
     struct Limits: Equatable, Sendable {

@@ -18,9 +18,12 @@ final class Persistence {
     private var reservedFence: UInt64 = 0
     /// Whether answers wait for a sync already scheduled for the end of this loop turn.
     var commitScheduled = false
+    /// Told how long each journal sync took, in nanoseconds (the metrics).
+    private let synced: (UInt64) -> Void
 
-    init(logger: Logger) {
+    init(logger: Logger, synced: @escaping (UInt64) -> Void = { _ in }) {
         self.logger = logger
+        self.synced = synced
     }
 
     /// Takes the journal's holds back at start-up, before clients connect: each hold that
@@ -99,12 +102,20 @@ final class Persistence {
         record(&table, startTime: startTime)
         guard journal.hasPending else { return }
         do {
+            let start = Self.monotonicNanos()
             try journal.sync()
+            synced(Self.monotonicNanos() &- start)
             if journal.size > max(1 << 20, persisted.count * 2048) { try compact(table, startTime: startTime) }
         } catch {
             logger.critical("cannot write the state journal; stopping", metadata: ["error": "\(error)"])
             exit(70)
         }
+    }
+
+    private static func monotonicNanos() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
     }
 
     /// The next fence reservation: a block above `fence`, never past the largest fence.

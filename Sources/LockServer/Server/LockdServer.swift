@@ -19,6 +19,7 @@ struct LockdServer: Service, CustomStringConvertible {
     private let group: MultiThreadedEventLoopGroup
     private let socketPath: String
     private let socketMode: UInt32
+    private let metricsAddress: MetricsAddress?
     private let logger: Logger
     private let finished: EventLoopFuture<Void>
 
@@ -48,6 +49,7 @@ struct LockdServer: Service, CustomStringConvertible {
         }.wait()
         socketPath = configuration.socketPath ?? SocketPath.defaultPath()
         socketMode = configuration.socketMode
+        metricsAddress = configuration.metricsListen
         self.logger = logger
     }
 
@@ -64,6 +66,17 @@ struct LockdServer: Service, CustomStringConvertible {
             try? await group.shutdownGracefully()
             throw error
         }
+        // Metrics are for operators: a listener that cannot start is logged, and locks are served.
+        var metricsChannel: (any Channel)?
+        if let metricsAddress {
+            do {
+                metricsChannel = try await MetricsEndpoint.bind(metricsAddress, group: group, service: service)
+                logger.notice("metrics listening", metadata: ["address": "\(metricsAddress)"])
+            } catch {
+                logger.error(
+                    "cannot serve metrics", metadata: ["address": "\(metricsAddress)", "error": "\(error)"])
+            }
+        }
         try await loop.submit {
             service.value.listener = listener
             service.value.announceReady()
@@ -75,6 +88,10 @@ struct LockdServer: Service, CustomStringConvertible {
         }
         try? await listener.close()
         if ownsPath { unlink(socketPath) }
+        if let metricsChannel {
+            try? await metricsChannel.close()
+            if case .unix(let path) = metricsAddress { unlink(path) }
+        }
         try await group.shutdownGracefully()
         logger.notice("lockd stopped")
     }

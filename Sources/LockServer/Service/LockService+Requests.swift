@@ -10,6 +10,7 @@ extension LockService {
         do {
             request = try Request.decode(line)
         } catch {
+            metrics.failed(error.error.code)
             connections.send(Response.error(error.id, error.error), to: session)
             return
         }
@@ -25,6 +26,7 @@ extension LockService {
                 connections.send(Response.ok(request.id, reply), to: session)
             }
         } catch {
+            metrics.failed(error.code)
             connections.send(Response.error(request.id, error), to: session)
             return
         }
@@ -53,6 +55,7 @@ extension LockService {
                 try table.release(
                     lock, owner: owner, all: all, requester: session.requester, now: now, effects: &effects)
             }
+            metrics.released()
             return [("count", .int(Int64(left)))]
         case .renew(let token, let ttl):
             let ttl = configuration.limits.effectiveTTL(ttl) ?? ttl
@@ -84,6 +87,8 @@ extension LockService {
             if let lock { try authorize(.status, lock, session) }
             owners.reapAll()
             return [("locks", statusJSON(only: lock, for: session))]
+        case .metrics:
+            return [("text", .string(metricsText()))]
         case .watch(let lock):
             if let lock { try authorize(.status, lock, session) }
             owners.reapAll()
@@ -138,11 +143,13 @@ extension LockService {
         }
         switch outcome {
         case .granted(let grant):
+            metrics.grantedAtOnce()
             logger.debug(
                 "granted",
                 metadata: ["lock_name": "\(grant.lock)", "lock_fence": "\(grant.fence)", "session": "\(session.id)"])
             return Response.grant(grant)
         case .queued(let deadline):
+            noteQueued(key)
             if let deadline { owners.armWait(key, deadline: deadline) }
             session.pending[key.tag] = id
             return nil

@@ -43,6 +43,10 @@ final class LockService {
     private let finished: EventLoopPromise<Void>
     /// The engine's effects, a buffer reused by every ``mutate(_:)``.
     private var effects: [LockEffect] = []
+    /// Counters and timings for operators (`metrics` op, `[metrics] listen`).
+    let metrics = LockdMetrics()
+    /// When each queued acquire was queued (monotonic nanoseconds), for the wait-time histogram.
+    private var queuedAt: [RequestKey: UInt64] = [:]
     /// The connections that watch (the `watch` op), each with the one lock it watches, or `nil`
     /// for all.
     private var watchers: [SessionID: LockName?] = [:]
@@ -57,7 +61,8 @@ final class LockService {
         self.wallClock = wallClock
         self.finished = loop.makePromise()
         connections = Connections(logger: logger)
-        persistence = Persistence(logger: logger)
+        let metrics = self.metrics
+        persistence = Persistence(logger: logger, synced: { metrics.journalSynced(nanoseconds: $0) })
         owners = OwnerWatch(loop: loop, processes: processes)
         reporter = StatusReporter(loop: loop, notifier: notifier, logger: logger)
         owners.events = self
@@ -96,22 +101,35 @@ final class LockService {
         // Past its cluster deadline a node must give up its shared holds before it grants
         // anything: a paused process handles requests before its late timers.
         cluster?.checkDeadline()
-        defer { applyEffects() }
-        return try body(&table, now, &effects)
+        let started = now
+        defer { applyEffects(started: started.uptimeNanos) }
+        return try body(&table, started, &effects)
     }
+
+    /// The metrics' exposition (Prometheus text format), with the sizes as they are now.
+    func metricsText() -> String {
+        metrics.text(locksHeld: table.heldLockCount, waiters: table.waiterCount, connections: connections.count)
+    }
+
+    /// Notes a queued acquire, for the wait time its grant records.
+    func noteQueued(_ key: RequestKey) { queuedAt[key] = loop.now.uptimeNanoseconds }
 
     /// Reads the table where it lives. A non-mutating call straight on `table` first copies the
     /// whole struct out of this class, retaining and releasing each of its collections, which
     /// showed in profiles of the request path; through `inout` the call borrows it in place.
     func inspectTable<Result>(_ body: (inout LockTable) -> Result) -> Result { body(&table) }
 
-    private func applyEffects() {
+    /// - Parameter started: when the change began (monotonic nanoseconds), for hand-off times.
+    private func applyEffects(started: UInt64) {
         var index = 0
         while index < effects.count {
             let effect = effects[index]
             index += 1
             switch effect {
             case .granted(let key, let grant):
+                let granted = loop.now.uptimeNanoseconds
+                metrics.grantedWaiter(
+                    handOff: granted &- started, wait: queuedAt.removeValue(forKey: key).map { granted &- $0 })
                 answer(key) { Response.ok($0, Response.grant(grant)) }
                 logger.debug(
                     "granted",
@@ -119,8 +137,11 @@ final class LockService {
                         "lock_name": "\(grant.lock)", "lock_fence": "\(grant.fence)", "session": "\(key.session)",
                     ])
             case .failed(let key, let error):
+                queuedAt[key] = nil
+                metrics.failed(error.code)
                 answer(key) { Response.error($0, error) }
             case .revoked(let sessionID, let lock, let owner, let reason):
+                metrics.revoked(reason)
                 logger.info(
                     "hold revoked",
                     metadata: ["lock_name": "\(lock)", "lock_owner": "\(owner)", "reason": "\(reason.rawValue)"])
@@ -188,7 +209,12 @@ final class LockService {
         let session = connections.open(
             context: context, identity: identity, maxClients: configuration.limits.maxClients,
             stopping: isShuttingDown, groups: { processes.groups(of: $0, primary: $1) })
-        if session != nil { reporter.changed() }
+        if session != nil {
+            metrics.connectionOpened()
+            reporter.changed()
+        } else {
+            metrics.refused(isShuttingDown ? .shuttingDown : .limit)
+        }
         return session
     }
 
@@ -275,7 +301,7 @@ final class LockService {
         try persistence.restore(
             contents, journal: journal, into: &table, now: now, effects: &effects,
             whyGone: { whyGone($0, now: now) }, startTime: owners.startTime(of:))
-        applyEffects()
+        applyEffects(started: now.uptimeNanos)
     }
 
     /// Why a journaled hold must not come back, or `nil` when its owner is still there.
