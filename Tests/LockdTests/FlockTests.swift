@@ -158,7 +158,7 @@ struct FlockTests {
         let output = try run(
             tool,
             """
-            $FLOCK $F sleep 1.2 & sleep 0.3
+            $FLOCK $F sleep 3 & sleep 0.3
             exec 7>$F
             $FLOCK -w 0.3 7 2>/dev/null; echo "timeout=$?"
             $FLOCK 7 & waiter=$!
