@@ -70,16 +70,16 @@ struct spawn_request {
     char *const *argv;
     lockd_spawn_options options;
     pid_t parent;
-    /// Set by the child when exec fails (the parent waits: CLONE_VFORK).
-    int error;
+    /// Where the child writes errno when exec fails (close-on-exec: a successful exec closes it).
+    int error_fd;
 };
 
-/// The child's side, on its own stack in the parent's memory until exec: only async-signal-safe
-/// calls, and nothing written but `request->error`.
+/// The child's side: only async-signal-safe calls. With CLONE_VM it runs on a stack of its own in
+/// the parent's memory until exec, and writes nothing there.
 static int spawn_child(void *raw) {
     struct spawn_request *request = raw;
-    // A handler of lockctl's (or of Swift's runtime) must not run here, in shared memory; the
-    // parent blocked everything before clone, and the mask is cleared only at the end.
+    // A handler of lockctl's (or of Swift's runtime) must not run here; the parent blocked every
+    // signal before clone, and the mask is cleared only at the end.
     for (int sig = 1; sig < NSIG; sig++) {
         struct sigaction current;
         if (sigaction(sig, NULL, &current) == 0 && current.sa_handler != SIG_IGN && current.sa_handler != SIG_DFL) {
@@ -108,37 +108,70 @@ static int spawn_child(void *raw) {
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     execvp(request->file, request->argv);
-    request->error = errno;
+    int err = errno;
+    ssize_t ignored = write(request->error_fd, &err, sizeof(err));
+    (void)ignored;
     _exit(127);
 }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+// ThreadSanitizer cannot follow a child that shares the parent's memory: fork in such builds.
+#define LOCKD_SPAWN_WITH_FORK 1
+#endif
+#endif
+
 pid_t lockd_spawn(const char *file, char *const argv[], lockd_spawn_options options) {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    struct spawn_request request = {
+        .file = file, .argv = argv, .options = options, .parent = getpid(), .error_fd = pipefd[1]};
+    sigset_t all, saved;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &saved);
+#ifdef LOCKD_SPAWN_WITH_FORK
+    pid_t child = fork();
+    if (child == 0) {
+        spawn_child(&request);
+    }
+#else
     // clone(CLONE_VM | CLONE_VFORK) on a stack of its own, as glibc's posix_spawn does: no copy
     // of lockctl's page tables and no copy-on-write faults afterwards, which fork paid on every
     // `run` (docs/performance.md). posix_spawn itself cannot set PR_SET_PDEATHSIG or start the
     // command with signals ignored while lockctl keeps them blocked.
     const size_t stack_size = 256 * 1024;
     void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        return -1;
+    pid_t child = -1;
+    if (stack != MAP_FAILED) {
+        child = clone(spawn_child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &request);
     }
-    struct spawn_request request = {.file = file, .argv = argv, .options = options, .parent = getpid(), .error = 0};
-    sigset_t all, saved;
-    sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &saved);
-    pid_t child = clone(spawn_child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &request);
-    int clone_errno = errno;
+#endif
+    int spawn_errno = errno;
     sigprocmask(SIG_SETMASK, &saved, NULL);
-    munmap(stack, stack_size);
+#ifndef LOCKD_SPAWN_WITH_FORK
+    if (stack != MAP_FAILED) {
+        munmap(stack, stack_size);
+    }
+#endif
+    close(pipefd[1]);
     if (child < 0) {
-        errno = clone_errno;
+        close(pipefd[0]);
+        errno = spawn_errno;
         return -1;
     }
-    if (request.error != 0) {
+    int child_errno = 0;
+    ssize_t n;
+    do {
+        n = read(pipefd[0], &child_errno, sizeof(child_errno));
+    } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == sizeof(child_errno)) {
         int status;
         while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
         }
-        errno = request.error;
+        errno = child_errno;
         return -1;
     }
     return child;
