@@ -215,30 +215,27 @@ private struct Reader {
         return true
     }
 
+    /// `--name VALUE` read by `convert`; a value it refuses leaves the line to argument-parser.
+    mutating func value<Value>(
+        _ token: String, _ name: String, _ slot: inout Value?, _ convert: (String) -> Value?
+    ) -> Bool {
+        var text: String?
+        guard value(token, name, &text) else { return false }
+        guard let converted = text.flatMap(convert) else { return decline() }
+        slot = converted
+        return true
+    }
+
     mutating func wait(_ token: String, _ wait: inout PartialWait) -> Bool {
-        var code: String?
-        if value(token, "--conflict-exit-code", &code) {
-            guard let number = code.flatMap({ Int32($0) }) else { return decline() }
-            wait.conflictExitCode = number
-            return true
-        }
-        return flag(token, "--shared", &wait.shared) || flag(token, "--no-wait", &wait.noWait)
+        value(token, "--conflict-exit-code", &wait.conflictExitCode, { Int32($0) })
+            || flag(token, "--shared", &wait.shared) || flag(token, "--no-wait", &wait.noWait)
             || value(token, "--wait", &wait.wait, unconditional: true)
     }
 
     mutating func owner(_ token: String, _ owner: inout OwnerChoice) -> Bool {
-        var text: String?
-        if value(token, "--pid", &text) {
-            guard let pid = text.flatMap({ Int32($0) }) else { return decline() }
-            owner.pid = pid
-            return true
-        }
-        if value(token, "--owner", &text) {
-            guard let ancestor = text.flatMap({ OwnerOptions.Ancestor(rawValue: $0) }) else { return decline() }
-            owner.ancestor = ancestor
-            return true
-        }
-        return value(token, "--token", &owner.token)
+        value(token, "--pid", &owner.pid, { Int32($0) })
+            || value(token, "--owner", &owner.ancestor, { OwnerOptions.Ancestor(rawValue: $0) })
+            || value(token, "--token", &owner.token)
     }
 
     private mutating func decline() -> Bool {
