@@ -164,7 +164,13 @@ public struct ClusterMirror: Sendable {
 
     /// The queue rule over a list of keys (the mirror's, or a transaction's own range).
     public static func isGranted(mode: LockMode, lease: Int64, createRevision: Int64, among entries: [Entry]) -> Bool {
-        !entries.contains { entry in
+        blockers(mode: mode, lease: lease, createRevision: createRevision, among: entries).isEmpty
+    }
+
+    /// The keys ahead of the key created at `createRevision` that keep it waiting: those of other
+    /// leases, older, and in conflict with `mode`.
+    public static func blockers(mode: LockMode, lease: Int64, createRevision: Int64, among entries: [Entry]) -> [Entry] {
+        entries.filter { entry in
             entry.createRevision < createRevision && entry.key.lease != lease
                 && (mode == .exclusive || entry.key.mode == .exclusive)
         }

@@ -65,9 +65,16 @@ extension EtcdSuites {
             #expect(try holder.answer(to: holder.acquire("db")).isOK)
             let busy = try cluster[1].lockctl("acquire", "db", "--no-wait")
             #expect(busy.status == 1 && busy.stderr.contains("node n0"), "\(busy)")
-            let status = try cluster[1].connect().ask("status", [("lock", "db")])
-            let holders = status["locks"]?.elements.first?["holders"]?.elements ?? []
-            #expect(holders.count == 1 && holders.first?["node"]?.string == "n0", "\(status)")
+            // Status shows what the node's watch has delivered, which may lag the busy answer
+            // (that one comes from etcd's transaction).
+            let observer = try cluster[1].connect()
+            var status = JSONValue.null
+            let seen = try eventually {
+                status = try observer.ask("status", [("lock", "db")])
+                let holders = status["locks"]?.elements.first?["holders"]?.elements ?? []
+                return holders.count == 1 && holders.first?["node"]?.string == "n0"
+            }
+            #expect(seen, "\(status)")
             // A name under local/ never leaves its host.
             for node in [cluster[1], cluster[0]] {
                 let client = try Client(node)

@@ -362,9 +362,15 @@ final class ClusterLocks {
                     ClusterMirror.Entry(key: $0, createRevision: kv.createRevision)
                 }
             }
-            key.granted = ClusterMirror.isGranted(
+            let blockers = ClusterMirror.blockers(
                 mode: mode, lease: key.key.lease, createRevision: created.revision, among: entries)
-            if key.granted { tries[name] = nil } else { failTries([name], nil) }
+            key.granted = blockers.isEmpty
+            if key.granted {
+                tries[name] = nil
+            } else {
+                // The mirror may not have seen those keys yet; the transaction has.
+                failTries([name], Self.busyMessage(name, nodes: blockers.map(\.key.node)))
+            }
         case .success, .failure:
             logger.warning("cannot make a cluster key; trying again", metadata: ["lock_name": "\(name)"])
             // A call that timed out may have made the key all the same; left there, it would keep
@@ -411,19 +417,21 @@ final class ClusterLocks {
     func isBusyWithoutAsking(_ name: LockName, mode: LockMode) -> String? {
         guard let lease else { return "lock \"\(name)\" is shared with the cluster, which this node cannot reach" }
         guard mirror.hasConflict(name, mode: mode, lease: lease) else { return nil }
-        let nodes = Set(mirror.entries(of: name).filter { $0.key.lease != lease }.map(\.key.node)).sorted()
-        return "lock \"\(name)\" is held or awaited on node \(nodes.joined(separator: ", "))"
+        return Self.busyMessage(name, nodes: mirror.entries(of: name).filter { $0.key.lease != lease }.map(\.key.node))
+    }
+
+    private static func busyMessage(_ name: LockName, nodes: [String]) -> String {
+        "lock \"\(name)\" is held or awaited on node \(Set(nodes).sorted().joined(separator: ", "))"
     }
 
     /// A try-once acquire that waits for the answer about this node's key.
     func waitsForAnswer(_ key: RequestKey, on name: LockName) { tries[name, default: []].insert(key) }
 
-    private func failTries(_ names: some Sequence<LockName>, _ reason: String?) {
+    private func failTries(_ names: some Sequence<LockName>, _ reason: String) {
         for name in names {
             guard let waiting = tries.removeValue(forKey: name) else { continue }
-            let message = reason ?? "lock \"\(name)\" is held or awaited on another node"
             service.mutate { table, now, effects in
-                for key in waiting { table.cancel(key, reason: message, code: .busy, now: now, effects: &effects) }
+                for key in waiting { table.cancel(key, reason: reason, code: .busy, now: now, effects: &effects) }
             }
         }
     }
