@@ -169,7 +169,8 @@ public struct ClusterMirror: Sendable {
 
     /// The keys ahead of the key created at `createRevision` that keep it waiting: those of other
     /// leases, older, and in conflict with `mode`.
-    public static func blockers(mode: LockMode, lease: Int64, createRevision: Int64, among entries: [Entry]) -> [Entry] {
+    public static func blockers(mode: LockMode, lease: Int64, createRevision: Int64, among entries: [Entry]) -> [Entry]
+    {
         entries.filter { entry in
             entry.createRevision < createRevision && entry.key.lease != lease
                 && (mode == .exclusive || entry.key.mode == .exclusive)
