@@ -33,8 +33,10 @@ build:
 install: build
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(CONFDIR)
 	install -m 0755 $(DIST)/lockd $(DIST)/lockctl $(DESTDIR)$(BINDIR)/
-	ln -sf lockctl $(DESTDIR)$(BINDIR)/lflock
 	install -d $(DESTDIR)$(LIBEXECDIR)/lockd
+	# lockctl runs lockctl-full for what it does not read itself; lflock is lockctl-full at once.
+	install -m 0755 $(DIST)/lockctl-full $(DESTDIR)$(LIBEXECDIR)/lockd/lockctl-full
+	ln -sf $$(realpath -m --relative-to=$(BINDIR) $(LIBEXECDIR))/lockd/lockctl-full $(DESTDIR)$(BINDIR)/lflock
 	install -m 0755 "$(BACKTRACER)" $(DESTDIR)$(LIBEXECDIR)/lockd/swift-backtrace
 	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/usr/local/libexec/|$(LIBEXECDIR)/|g' systemd/lockd.service \
 		> $(DESTDIR)$(UNITDIR)/lockd.service

@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "AsyncLockClient", targets: ["AsyncLockClient"]),
         .executable(name: "lockd", targets: ["lockd"]),
         .executable(name: "lockctl", targets: ["lockctl"]),
+        .executable(name: "lockctl-full", targets: ["lockctl-full"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -113,10 +114,19 @@ let package = Package(
             dependencies: ["LockServer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSettings
         ),
+        // lockctl's commands as plain values, QuickParse, and what runs them: shared by the lean
+        // `lockctl` (no argument-parser, for the lines scripts repeat) and `lockctl-full`.
+        .target(
+            name: "LockctlCore",
+            dependencies: ["LockClient", "LockProtocol", "LockCore", "CLockSupport"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(name: "lockctl", dependencies: ["LockctlCore"], swiftSettings: strictSettings),
+        // The argument-parser command line: help, errors, completions, every command, lflock.
         .executableTarget(
-            name: "lockctl",
+            name: "lockctl-full",
             dependencies: [
-                "LockClient", "LockProtocol", "CLockSupport",
+                "LockctlCore", "LockClient", "LockProtocol", "LockCore", "CLockSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -169,7 +179,7 @@ let package = Package(
             name: "LockdTests",
             dependencies: [
                 "LockClient", "AsyncLockClient", "LockProtocol", "LockCluster", "EtcdLauncher", "CLockSupport", "lockd",
-                "lockctl",
+                "lockctl", "lockctl-full", "LockctlCore",
                 "lockd-stress", "lockd-fuzz", .product(name: "NIOPosix", package: "swift-nio"),
             ],
             exclude: ["pty-session.py"]

@@ -1,7 +1,9 @@
 import ArgumentParser
+import Foundation
 import Testing
 
-@testable import lockctl
+@testable import LockctlCore
+@testable import lockctl_full
 
 /// lockctl's quick reader must agree with argument-parser on every command line it accepts, and
 /// leave everything unusual or invalid to argument-parser.
@@ -93,5 +95,38 @@ import Testing
             #expect(same(quick, argumentParser(line)), "\(line)")
         }
         #expect(accepted > 100)
+    }
+}
+
+/// The lean lockctl hands every line it does not read to lockctl-full, beside it or installed.
+@Suite struct LeanLockctlTests {
+    /// Copies lockctl (and lockctl-full at `full`, relative to lockctl's directory) into a fresh
+    /// directory tree and runs `lockctl arguments`.
+    private func run(fullAt full: String?, _ arguments: String...) throws -> Output {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("lockctl-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Binaries.lockctl, toPath: root + "/bin/lockctl")
+        if let full {
+            let path = root + "/bin/" + full
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Binaries.lockctl + "-full", toPath: path)
+        }
+        return try execute(root + "/bin/lockctl", arguments, environment: ["LOCKD_SOCKET": root + "/none"])
+    }
+
+    @Test("lockctl-full beside lockctl or in ../libexec/lockd answers what the lean one does not read")
+    func handsOver() throws {
+        for place in ["lockctl-full", "../libexec/lockd/lockctl-full"] {
+            let help = try run(fullAt: place, "--help")
+            #expect(help.status == 0 && help.stdout.contains("USAGE: lockctl"), "\(place): \(help)")
+            let typo = try run(fullAt: place, "acquire")
+            #expect(typo.status == 64 && typo.stderr.contains("Missing expected argument"), "\(place): \(typo)")
+        }
+        // A line it reads itself needs no lockctl-full (here: lockd is not there, 69).
+        #expect(try run(fullAt: nil, "status", "x").status == 69)
+        let missing = try run(fullAt: nil, "--help")
+        #expect(missing.status == 70 && missing.stderr.contains("cannot find lockctl-full"), "\(missing)")
     }
 }

@@ -1,47 +1,65 @@
-import ArgumentParser
 import Glibc
 import LockClient
 import LockCore
 import LockProtocol
 
+/// How lockctl ends: thrown by the code that knows, turned into `exit` by `main`. (argument-parser's
+/// own `ExitCode` is not used here: the lean lockctl does not link argument-parser.)
+package struct ExitCode: Error, Equatable {
+    package var rawValue: Int32
+
+    package init(_ rawValue: Int32) { self.rawValue = rawValue }
+}
+
+/// Which ancestor owns a hold when no `--pid` or `--token` is given (`--owner`).
+package enum Ancestor: String, CaseIterable, Sendable {
+    /// lockctl's parent (the default): the calling shell, unless a wrapper such as `timeout` ran
+    /// lockctl.
+    case parent
+    /// The nearest ancestor that is a shell, past wrappers (`timeout`, `env`, `nice`, ...).
+    case shell
+    /// The leader of lockctl's session (a login shell, a terminal's first shell, a service).
+    case sessionLeader = "session-leader"
+}
+
 /// lockctl's exit codes (sysexits.h where one fits).
-enum Exit {
-    static let conflict: Int32 = 1
-    static let notHeld: Int32 = 2
+package enum Exit {
+    package static let conflict: Int32 = 1
+    package static let notHeld: Int32 = 2
     /// `run`: the hold was taken away before the command ended (`--lost-exit-code`).
-    static let lost: Int32 = 3
-    static let usage: Int32 = 64
-    static let invalid: Int32 = 65
-    static let unreachable: Int32 = 69
-    static let software: Int32 = 70
+    package static let lost: Int32 = 3
+    package static let usage: Int32 = 64
+    package static let invalid: Int32 = 65
+    package static let unreachable: Int32 = 69
+    package static let software: Int32 = 70
     /// EX_TEMPFAIL: the daemon is stopping, or a limit of it was reached; try again later.
-    static let temporary: Int32 = 75
-    static let denied: Int32 = 77
+    package static let temporary: Int32 = 75
+    package static let denied: Int32 = 77
 }
 
 /// Whether failures are also printed as JSON on stdout (`--json`). lockctl is one thread and sets
 /// this once, before its first request.
-nonisolated(unsafe) var failuresAsJSON = false
+package nonisolated(unsafe) var failuresAsJSON = false
 
 /// How long lockctl waits for an answer that is not a lock wait (`--daemon-timeout`): a stopped
 /// (SIGSTOP) or wedged lockd must not hang a script (docs/lockctl.md). Set once, before the first
 /// request.
-nonisolated(unsafe) var answerTimeout = 10.0
+package nonisolated(unsafe) var answerTimeout = 10.0
 
 /// Prints one line on stderr, `lockctl: ...`.
-func printError(_ message: String) {
+package func printError(_ message: String) {
     let bytes = Array("lockctl: \(message)\n".utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 /// Prints to stdout without block buffering, since scripts read it right away.
-func printLine(_ text: String) {
+package func printLine(_ text: String) {
     let bytes = Array((text + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
 }
 
 /// Reports a failure: one line on stderr, and with `--json` the protocol's error object on stdout.
-func report(_ context: String, code: String, _ message: String) {
+package func report(_ context: String, code: String, _ message: String) {
     printError("\(context) failed: \(message)")
     if failuresAsJSON {
         let error = JSONValue.object([("code", .string(code)), ("message", .string(message))])
@@ -50,7 +68,7 @@ func report(_ context: String, code: String, _ message: String) {
 }
 
 /// Maps a failure before or around an answer to its message and exit code.
-func fail(_ context: String, _ error: ClientError) -> ExitCode {
+package func fail(_ context: String, _ error: ClientError) -> ExitCode {
     switch error.kind {
     case .unreachable:
         report(context, code: "unreachable", error.message)
@@ -75,21 +93,21 @@ func fail(_ context: String, _ error: ClientError) -> ExitCode {
 }
 
 /// Checks a daemon answer; on failure prints the cause and returns the exit code to use.
-func failure(of answer: Answer, _ context: String, conflictExitCode: Int32 = Exit.conflict) -> ExitCode? {
+package func failure(of answer: Answer, _ context: String, conflictExitCode: Int32 = Exit.conflict) -> ExitCode? {
     guard let error = answer.error else { return nil }
     report(context, code: error.code.description, error.message)
     return ExitCode(exitStatus(for: error.code, conflictExitCode: conflictExitCode))
 }
 
 /// Refuses a bad value of an option: exit 65 (EX_DATAERR), as the README promises.
-func invalidValue(_ message: String) -> ExitCode {
+package func invalidValue(_ message: String) -> ExitCode {
     printError(message)
     return ExitCode(Exit.invalid)
 }
 
 /// Reads a number of seconds given on the command line: a decimal number >= `minimum`, or `inf`.
 /// - Returns: `nil` for `inf` (no bound).
-func seconds(_ text: String, option: String, minimum: Double = 0) throws(ExitCode) -> Double? {
+package func seconds(_ text: String, option: String, minimum: Double = 0) throws(ExitCode) -> Double? {
     guard let value = secondsValue(text, minimum: minimum) else {
         throw invalidValue(
             "\(option) must be a number of seconds >= \(minimum == 0 ? "0" : "\(minimum)"), or inf; not \"\(text)\"")
@@ -98,7 +116,7 @@ func seconds(_ text: String, option: String, minimum: Double = 0) throws(ExitCod
 }
 
 /// A number of seconds >= `minimum`, `.infinity` for `inf`, or `nil` when `text` is neither.
-func secondsValue(_ text: String, minimum: Double = 0) -> Double? {
+package func secondsValue(_ text: String, minimum: Double = 0) -> Double? {
     let lowered = text.lowercased()
     if lowered == "inf" || lowered == "infinity" { return .infinity }
     guard let value = Double(text), value.isFinite, value >= minimum else { return nil }
@@ -106,7 +124,7 @@ func secondsValue(_ text: String, minimum: Double = 0) -> Double? {
 }
 
 /// The exit status for an error code of lockd's.
-func exitStatus(for code: LockError.Code, conflictExitCode: Int32 = Exit.conflict) -> Int32 {
+package func exitStatus(for code: LockError.Code, conflictExitCode: Int32 = Exit.conflict) -> Int32 {
     switch code {
     case .busy, .timeout, .deadlock: conflictExitCode
     case .notHeld: Exit.notHeld
@@ -118,7 +136,7 @@ func exitStatus(for code: LockError.Code, conflictExitCode: Int32 = Exit.conflic
 }
 
 /// A lock name from the command line, or exit 65 with the protocol's reason.
-func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
+package func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
     guard let name = LockName(raw) else {
         report(context, code: "invalid", "invalid lock name: use 1-255 bytes of A-Z a-z 0-9 . _ : / @ + -")
         throw ExitCode(Exit.invalid)
@@ -126,36 +144,23 @@ func lockName(_ raw: String, _ context: String) throws(ExitCode) -> LockName {
     return name
 }
 
-/// A subcommand that talks to lockd. `--socket` may stand before the subcommand (lockctl's own
-/// option, read through `@ParentCommand`) or after it (the subcommand's); the latter wins.
-protocol DaemonCommand: ParsableCommand {
-    var global: GlobalOptions { get }
-    var lockctl: LockCtl { get }
-}
-
 /// A command line read and validated, by argument-parser or by ``QuickParse``: a plain value, so
 /// that running it touches no argument-parser type.
-protocol Invocation: Equatable {
+package protocol Invocation: Equatable {
     func run() throws
 }
 
 /// Where lockd is and how long to wait for its answers.
-struct DaemonAddress: Equatable {
-    var socket: String?
-    var daemonTimeout: String?
+package struct DaemonAddress: Equatable {
+    package var socket: String?
+    package var daemonTimeout: String?
 
-    init(socket: String? = nil, daemonTimeout: String? = nil) {
+    package init(socket: String? = nil, daemonTimeout: String? = nil) {
         self.socket = socket
         self.daemonTimeout = daemonTimeout
     }
 
-    /// The command's options, else lockctl's own (given before the subcommand's name).
-    init(_ command: some DaemonCommand) {
-        socket = command.global.socket ?? command.lockctl.global.socket
-        daemonTimeout = command.global.daemonTimeout ?? command.lockctl.global.daemonTimeout
-    }
-
-    func connect(_ context: String) throws(ExitCode) -> LockConnection {
+    package func connect(_ context: String) throws(ExitCode) -> LockConnection {
         if let daemonTimeout {
             answerTimeout = try seconds(daemonTimeout, option: "--daemon-timeout") ?? Seconds.ceiling
         }
@@ -168,14 +173,20 @@ struct DaemonAddress: Equatable {
 }
 
 /// Whose hold a command is about: a token, a pid, an ancestor, or by default lockctl's parent.
-struct OwnerChoice: Equatable {
-    var pid: Int32?
-    var ancestor: OwnerOptions.Ancestor?
-    var token: String?
+package struct OwnerChoice: Equatable {
+    package var pid: Int32?
+    package var ancestor: Ancestor?
+    package var token: String?
+
+    package init(pid: Int32? = nil, ancestor: Ancestor? = nil, token: String? = nil) {
+        self.pid = pid
+        self.ancestor = ancestor
+        self.token = token
+    }
 
     /// The owner for the protocol.
     /// - Parameter acquiring: warn when the owner is no shell (its hold ends when it exits).
-    func spec(ttl: Double? = nil, _ context: String, acquiring: Bool = false) throws(ExitCode) -> OwnerSpec {
+    package func spec(ttl: Double? = nil, _ context: String, acquiring: Bool = false) throws(ExitCode) -> OwnerSpec {
         if let token {
             guard Request.isValidToken(token) else {
                 report(context, code: "invalid", "a token is 1-255 bytes with no control characters")
@@ -196,28 +207,14 @@ struct OwnerChoice: Equatable {
     }
 }
 
-extension OwnerOptions {
-    var choice: OwnerChoice { OwnerChoice(pid: pid, ancestor: owner, token: token) }
-
-    func spec(ttl: Double? = nil, _ context: String, acquiring: Bool = false) throws(ExitCode) -> OwnerSpec {
-        try choice.spec(ttl: ttl, context, acquiring: acquiring)
-    }
-}
-
-extension DaemonCommand {
-    func connect(_ context: String) throws(ExitCode) -> LockConnection {
-        try DaemonAddress(self).connect(context)
-    }
-}
-
 /// lockctl's ancestors as owners of holds.
-enum Owners {
-    static let shells: Set<String> = [
+package enum Owners {
+    package static let shells: Set<String> = [
         "bash", "sh", "dash", "zsh", "ksh", "ksh93", "mksh", "fish", "ash", "yash", "tcsh", "csh", "posh", "busybox",
     ]
 
     /// The pid of the ancestor `which` names.
-    static func resolve(_ which: OwnerOptions.Ancestor, _ context: String) throws(ExitCode) -> Int32 {
+    package static func resolve(_ which: Ancestor, _ context: String) throws(ExitCode) -> Int32 {
         switch which {
         case .parent:
             return getppid()
@@ -234,13 +231,13 @@ enum Owners {
     }
 
     /// Whether `pid` runs a shell (by its command name).
-    static func isShell(_ pid: Int32) -> Bool {
+    package static func isShell(_ pid: Int32) -> Bool {
         name(of: pid).map { shells.contains($0) || $0.hasPrefix("-") && shells.contains(String($0.dropFirst())) }
             ?? false
     }
 
     /// The command name of `pid` (/proc/PID/comm).
-    static func name(of pid: Int32) -> String? {
+    package static func name(of pid: Int32) -> String? {
         let fd = open("/proc/\(pid)/comm", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -254,7 +251,7 @@ enum Owners {
 }
 
 /// Runs a request and returns its successful answer, or throws the exit code after printing why.
-func call(_ connection: LockConnection, _ context: String, _ operation: Operation) throws(ExitCode) -> Answer {
+package func call(_ connection: LockConnection, _ context: String, _ operation: Operation) throws(ExitCode) -> Answer {
     let answer: Answer
     do {
         answer = try connection.call(operation, timeout: answerTimeout)

@@ -1,4 +1,3 @@
-import ArgumentParser
 import CLockSupport
 import Glibc
 import LockClient
@@ -8,13 +7,13 @@ import LockProtocol
 /// How a command ended, and so how lockctl ends: with the same exit code, or by the same signal,
 /// so that a calling shell sees what it would have seen without lockctl (a bash script stops on
 /// Ctrl-C only when its foreground command died *by* SIGINT).
-enum CommandEnd: Equatable {
+package enum CommandEnd: Equatable {
     case exited(Int32)
     case signaled(Int32)
 
     /// Ends lockctl the same way. Exiting directly skips argument-parser's error path, which
     /// builds a message by reflection: 2.7% of a `run` (docs/performance.md).
-    func finish() -> Never {
+    package func finish() -> Never {
         switch self {
         case .exited(let code):
             exit(code)
@@ -36,19 +35,31 @@ enum CommandEnd: Equatable {
 ///   forwarded, once.
 /// - A CMD that stops (SIGSTOP, SIGTTIN, ...) stops lockctl too, as a shell's job would; when
 ///   lockctl is continued it continues CMD.
-struct ChildProcess {
-    let arguments: [String]
-    let shielded: Bool
+package struct ChildProcess {
+    package let arguments: [String]
+    package let shielded: Bool
     /// The connection CMD inherits (the hold then lasts while any process holding it lives).
-    var inherited: LockConnection? = nil
+    package var inherited: LockConnection? = nil
     /// Whether CMD dies with lockctl (PR_SET_PDEATHSIG), when it must not outlive the hold.
-    var diesWithLockctl = false
+    package var diesWithLockctl = false
     /// What to do when the hold is taken away while CMD runs.
-    var onLost = LostPolicy.standard
+    package var onLost = LostPolicy.standard
     /// Why the hold was taken away (`break`, `expired`, `lost connection`), once it was.
-    private(set) var lost: String?
+    package private(set) var lost: String?
 
-    mutating func run(signals: TerminationSignals, connection: LockConnection?, lockName: String?) throws(ExitCode)
+    package init(
+        arguments: [String], shielded: Bool, inherited: LockConnection? = nil, diesWithLockctl: Bool = false,
+        onLost: LostPolicy = .standard
+    ) {
+        self.arguments = arguments
+        self.shielded = shielded
+        self.inherited = inherited
+        self.diesWithLockctl = diesWithLockctl
+        self.onLost = onLost
+    }
+
+    package mutating func run(signals: TerminationSignals, connection: LockConnection?, lockName: String?)
+        throws(ExitCode)
         -> CommandEnd
     {
         let children = lockd_signalfd(SIGCHLD, 0, 0)
@@ -152,7 +163,7 @@ struct ChildProcess {
     }
 
     /// Notes that the hold is gone and says so (unless `--on-lost ignore`).
-    mutating func noteLost(_ reason: String, lockName: String?) {
+    package mutating func noteLost(_ reason: String, lockName: String?) {
         guard lost == nil else { return }
         lost = reason
         guard onLost != .ignore else { return }
@@ -174,7 +185,7 @@ private func drainSignalfd(_ fd: Int32) {
 }
 
 /// `SIGTSTP` and the like, for messages.
-func signalName(_ signal: Int32) -> String {
+package func signalName(_ signal: Int32) -> String {
     switch signal {
     case SIGINT: "SIGINT"
     case SIGTERM: "SIGTERM"

@@ -1,9 +1,9 @@
 import ArgumentParser
-import CLockSupport
 import Glibc
 import LockClient
 import LockCore
 import LockProtocol
+import LockctlCore
 
 struct Run: DaemonCommand {
     static let configuration = CommandConfiguration(
@@ -32,9 +32,11 @@ struct Run: DaemonCommand {
     var command: [String] = []
 
     func validate() throws {
-        if command.isEmpty { throw ValidationError("give the command after --, e.g. lockctl run db -- ./migrate") }
-        guard (1...255).contains(lostExitCode) else {
-            throw invalidValue("--lost-exit-code must be 1-255, not \(lostExitCode)")
+        try validating {
+            if command.isEmpty { throw ValidationError("give the command after --, e.g. lockctl run db -- ./migrate") }
+            guard (1...255).contains(lostExitCode) else {
+                throw invalidValue("--lost-exit-code must be 1-255, not \(lostExitCode)")
+            }
         }
     }
 
@@ -44,58 +46,6 @@ struct Run: DaemonCommand {
         RunInvocation(
             name: name, wait: waitOptions.spec, shield: shield, onLost: onLost, lostExitCode: lostExitCode,
             close: close, daemon: DaemonAddress(self), command: command)
-    }
-}
-
-/// `lockctl run`, read by either reader and validated.
-struct RunInvocation: Invocation {
-    var name: String
-    var wait = WaitSpec()
-    var shield = false
-    var onLost = LostPolicy.standard
-    var lostExitCode = Exit.lost
-    var close = false
-    var daemon = DaemonAddress()
-    var command: [String]
-
-    func run() throws {
-        let signals = TerminationSignals()
-        let context = "run \"\(name)\""
-        let lock = try lockName(name, context)
-        let connection = try daemon.connect(context)
-        // The hold belongs to this connection: if lockctl dies, the hold goes, and CMD with it.
-        _ = try acquireInterruptibly(connection, name: lock, owner: .session, wait: wait, signals: signals)
-        if shield {
-            _ = try call(connection, context, .shield(lock: lock, owner: .session, on: true))
-        }
-        // The command inherits the connection (unless --close): like flock's descriptor, the
-        // hold then lasts while any process of the command lives, even if lockctl is killed.
-        // As a subreaper, lockctl adopts what the command leaves running, and so can tell.
-        if !close { lockd_become_subreaper() }
-        var child = ChildProcess(
-            arguments: command, shielded: shield, inherited: close ? nil : connection, diesWithLockctl: close,
-            onLost: onLost)
-        var end = try child.run(signals: signals, connection: connection, lockName: name)
-        if shield, child.lost == nil {
-            // A break deferred by the shield applies when it closes: then the section was not
-            // exclusive to its end either, and the caller must hear it.
-            if let answer = try? connection.call(.shield(lock: lock, owner: .session, on: false), timeout: 5),
-                !answer.isOK
-            {
-                child.noteLost("the hold was gone when the command ended", lockName: name)
-            }
-            while case .revoked(let revocation)? = try? connection.takeBacklog() {
-                child.noteLost("\(revocation.reason.rawValue), deferred by the shield", lockName: name)
-            }
-        }
-        if child.lost != nil, onLost != .ignore { end = .exited(lostExitCode) }
-        // When nothing of the command is left, release now, so that the lock is free before
-        // lockctl ends and not merely once lockd notices the closed connection. Processes left
-        // behind keep the hold until the last of them closes the connection (flock's rule).
-        if close || lockd_has_children() == 0 {
-            _ = try? connection.call(.release(lock: lock, owner: .session, all: true), timeout: 5)
-        }
-        end.finish()
     }
 }
 

@@ -1,8 +1,7 @@
-import ArgumentParser
 import Glibc
 
 /// What `run` does when its hold is taken away while the command runs (`--on-lost`).
-enum LostPolicy: Equatable, ExpressibleByArgument {
+package enum LostPolicy: Equatable {
     /// Send `signal` to the command; if it still runs after `grace` seconds, send `then`.
     case signal(Int32, grace: Double, then: Int32?)
     /// Only say so on stderr.
@@ -10,10 +9,10 @@ enum LostPolicy: Equatable, ExpressibleByArgument {
     /// Say nothing and exit with the command's status.
     case ignore
 
-    static let standard = LostPolicy.signal(SIGTERM, grace: 5, then: SIGKILL)
+    package static let standard = LostPolicy.signal(SIGTERM, grace: 5, then: SIGKILL)
 
     /// `signal:TERM,grace:5,then:KILL` (each part optional, in that order), `warn` or `ignore`.
-    init?(argument: String) {
+    package init?(argument: String) {
         switch argument {
         case "warn": self = .warn
         case "ignore": self = .ignore

@@ -1,48 +1,25 @@
-import ArgumentParser
 import LockClient
 import LockCore
 import LockProtocol
 
-/// The lock-waiting options shared by `acquire` and `run`.
-struct WaitOptions: ParsableArguments {
-    @Flag(help: "Ask for a shared hold (default: exclusive).") var shared = false
-    // Read as text: argument-parser would take `-1` for an option and answer "Missing value".
-    @Option(parsing: .unconditional, help: "Seconds to wait for the lock, or inf (default: forever).")
-    var wait: String?
-    @Flag(help: "Do not wait: fail at once if the lock is held.") var noWait = false
-    @Option(help: "Exit code (1-255) when the lock cannot be had (busy, timeout, deadlock).")
-    var conflictExitCode: Int32 = Exit.conflict
-
-    func validate() throws {
-        if noWait, wait != nil { throw ValidationError("use either --wait or --no-wait, not both") }
-        if let wait { _ = try seconds(wait, option: "--wait") }
-        // 0 would make a failed acquire look like success to the calling script.
-        guard (1...255).contains(conflictExitCode) else {
-            throw invalidValue("--conflict-exit-code must be 1-255, not \(conflictExitCode)")
-        }
-    }
-
-    /// The options as a plain value (read after validation).
-    var spec: WaitSpec {
-        WaitSpec(
-            mode: shared ? .shared : .exclusive,
-            seconds: noWait ? 0 : wait.flatMap { secondsValue($0) }.flatMap { $0.isInfinite ? nil : $0 },
-            conflictExitCode: conflictExitCode)
-    }
-}
-
 /// How to wait for a lock: the mode asked for, the protocol's `wait` (0 tries once, `nil` waits
 /// forever), and the exit code when the lock cannot be had.
-struct WaitSpec: Equatable {
-    var mode = LockMode.exclusive
-    var seconds: Double?
-    var conflictExitCode = Exit.conflict
+package struct WaitSpec: Equatable {
+    package var mode = LockMode.exclusive
+    package var seconds: Double?
+    package var conflictExitCode = Exit.conflict
+
+    package init(mode: LockMode = .exclusive, seconds: Double? = nil, conflictExitCode: Int32 = Exit.conflict) {
+        self.mode = mode
+        self.seconds = seconds
+        self.conflictExitCode = conflictExitCode
+    }
 }
 
 /// Acquires a lock while watching for SIGINT/SIGTERM/SIGHUP; a signal cancels the wait and, if
 /// the grant raced with the cancel, releases it again so no hold is left behind.
 /// - Returns: the grant, or throws the exit code (128+signal when interrupted).
-func acquireInterruptibly(
+package func acquireInterruptibly(
     _ connection: LockConnection, name: LockName, owner: OwnerSpec, wait: WaitSpec, signals: TerminationSignals
 ) throws(ExitCode) -> Grant {
     let context = "acquire \"\(name)\""
@@ -102,49 +79,29 @@ private func cancel(_ connection: LockConnection, request: RequestID, name: Lock
     }
 }
 
-struct Acquire: DaemonCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "acquire",
-        abstract: "Acquire a lock for the calling shell (re-entrant; released when the shell exits).")
-
-    @Argument(help: "Lock name.", completion: .lockNames) var name: String
-    @OptionGroup var waitOptions: WaitOptions
-    @OptionGroup var owner: OwnerOptions
-    @Option(
-        parsing: .unconditional,
-        help: "Lease in seconds for a --token owner (default: lockd's limits.default_ttl; at least 0.001).")
-    var ttl: String?
-    @Flag(help: "Print the grant (lock, mode, count, fence, expires) as JSON; failures too.") var json = false
-    @OptionGroup var global: GlobalOptions
-    @ParentCommand var lockctl: LockCtl
-
-    func validate() throws {
-        if owner.token == nil, ttl != nil { throw ValidationError("--ttl goes with --token") }
-        if let ttl { _ = try seconds(ttl, option: "--ttl", minimum: 0.001) }
-    }
-
-    func run() throws { try invocation.run() }
-
-    var invocation: AcquireInvocation {
-        AcquireInvocation(
-            name: name, wait: waitOptions.spec, owner: owner.choice,
-            // `inf` is lockd's ceiling (100 years); below 1 ms a lease would end before its answer.
-            ttl: ttl.flatMap { secondsValue($0, minimum: 0.001) }.map { $0.isInfinite ? Seconds.ceiling : $0 },
-            json: json, daemon: DaemonAddress(self))
-    }
-}
-
 /// `lockctl acquire`, read by either reader (QuickParse or argument-parser) and validated.
-struct AcquireInvocation: Invocation {
-    var name: String
-    var wait = WaitSpec()
-    var owner = OwnerChoice()
+package struct AcquireInvocation: Invocation {
+    package var name: String
+    package var wait = WaitSpec()
+    package var owner = OwnerChoice()
     /// The lease of a token owner, in seconds.
-    var ttl: Double?
-    var json = false
-    var daemon = DaemonAddress()
+    package var ttl: Double?
+    package var json = false
+    package var daemon = DaemonAddress()
 
-    func run() throws {
+    package init(
+        name: String, wait: WaitSpec = WaitSpec(), owner: OwnerChoice = OwnerChoice(), ttl: Double? = nil,
+        json: Bool = false, daemon: DaemonAddress = DaemonAddress()
+    ) {
+        self.name = name
+        self.wait = wait
+        self.owner = owner
+        self.ttl = ttl
+        self.json = json
+        self.daemon = daemon
+    }
+
+    package func run() throws {
         failuresAsJSON = json
         let signals = TerminationSignals()
         let context = "acquire \"\(name)\""

@@ -12,9 +12,9 @@ import LockProtocol
 /// Anything else (help, short options, a typo, a repeat, a value argument-parser would refuse)
 /// returns `nil` and goes to argument-parser, which parses, explains or refuses it. A test checks
 /// that both readers agree on every command line this one accepts (QuickParseTests).
-enum QuickParse {
+package enum QuickParse {
     /// What `arguments` (without the program name) ask for, if they have a plain shape.
-    static func invocation(_ arguments: [String]) -> (any Invocation)? {
+    package static func invocation(_ arguments: [String]) -> (any Invocation)? {
         var reader = Reader(arguments)
         // lockctl's own options may stand before the subcommand's name or among its arguments;
         // argument-parser reads them into both, and the subcommand's are used.
@@ -109,8 +109,8 @@ enum QuickParse {
 }
 
 /// `lockctl --version`, as argument-parser prints it.
-struct VersionInvocation: Invocation {
-    func run() throws { printLine(lockdVersion) }
+package struct VersionInvocation: Invocation {
+    package func run() throws { printLine(lockdVersion) }
 }
 
 extension DaemonAddress {
@@ -127,12 +127,12 @@ extension OwnerChoice {
 
 /// The wait options as given, checked as `WaitOptions.validate` checks them.
 private struct PartialWait {
-    var shared = false
-    var wait: String?
-    var noWait = false
-    var conflictExitCode: Int32?
+    package var shared = false
+    package var wait: String?
+    package var noWait = false
+    package var conflictExitCode: Int32?
 
-    var spec: WaitSpec? {
+    package var spec: WaitSpec? {
         let seconds = wait.flatMap { secondsValue($0) }
         let code = conflictExitCode ?? Exit.conflict
         guard !(noWait && wait != nil), wait == nil || seconds != nil, (1...255).contains(code) else { return nil }
@@ -151,24 +151,24 @@ private struct Reader {
     private var unusual = false
     private var seen: Set<String> = []
 
-    init(_ arguments: [String]) { self.arguments = arguments }
+    package init(_ arguments: [String]) { self.arguments = arguments }
 
     /// Whether every argument was taken in a plain shape.
-    var finished: Bool { index == arguments.count && !unusual }
+    package var finished: Bool { index == arguments.count && !unusual }
 
-    mutating func next() -> String? {
+    package mutating func next() -> String? {
         guard !unusual, index < arguments.count else { return nil }
         defer { index += 1 }
         return arguments[index]
     }
 
-    mutating func rest() -> [String] {
+    package mutating func rest() -> [String] {
         defer { index = arguments.count }
         return Array(arguments[index...])
     }
 
     /// Takes the next argument if it is lockctl's own option.
-    mutating func daemon(_ daemon: inout DaemonAddress) -> Bool {
+    package mutating func daemon(_ daemon: inout DaemonAddress) -> Bool {
         guard !unusual, index < arguments.count else { return false }
         index += 1
         if self.daemon(arguments[index - 1], &daemon) { return true }
@@ -176,19 +176,19 @@ private struct Reader {
         return false
     }
 
-    mutating func daemon(_ token: String, _ daemon: inout DaemonAddress) -> Bool {
+    package mutating func daemon(_ token: String, _ daemon: inout DaemonAddress) -> Bool {
         value(token, "--socket", &daemon.socket) || value(token, "--daemon-timeout", &daemon.daemonTimeout)
     }
 
     /// The one positional argument (a lock name).
-    mutating func positional(_ token: String, _ slot: inout String?) -> Bool {
+    package mutating func positional(_ token: String, _ slot: inout String?) -> Bool {
         guard !token.hasPrefix("-"), !token.isEmpty else { return false }
         guard slot == nil else { return decline() }
         slot = token
         return true
     }
 
-    mutating func flag(_ token: String, _ name: String, _ slot: inout Bool) -> Bool {
+    package mutating func flag(_ token: String, _ name: String, _ slot: inout Bool) -> Bool {
         guard token == name else { return false }
         guard seen.insert(name).inserted else { return decline() }
         slot = true
@@ -198,7 +198,9 @@ private struct Reader {
     /// `--name VALUE` or `--name=VALUE`. An `unconditional` option takes whatever follows (as
     /// argument-parser's `.unconditional` does); another one declines a value that looks like an
     /// option.
-    mutating func value(_ token: String, _ name: String, _ slot: inout String?, unconditional: Bool = false) -> Bool {
+    package mutating func value(_ token: String, _ name: String, _ slot: inout String?, unconditional: Bool = false)
+        -> Bool
+    {
         let text: String
         if token == name {
             guard index < arguments.count else { return decline() }
@@ -216,7 +218,7 @@ private struct Reader {
     }
 
     /// `--name VALUE` read by `convert`; a value it refuses leaves the line to argument-parser.
-    mutating func value<Value>(
+    package mutating func value<Value>(
         _ token: String, _ name: String, _ slot: inout Value?, _ convert: (String) -> Value?
     ) -> Bool {
         var text: String?
@@ -226,15 +228,15 @@ private struct Reader {
         return true
     }
 
-    mutating func wait(_ token: String, _ wait: inout PartialWait) -> Bool {
+    package mutating func wait(_ token: String, _ wait: inout PartialWait) -> Bool {
         value(token, "--conflict-exit-code", &wait.conflictExitCode, { Int32($0) })
             || flag(token, "--shared", &wait.shared) || flag(token, "--no-wait", &wait.noWait)
             || value(token, "--wait", &wait.wait, unconditional: true)
     }
 
-    mutating func owner(_ token: String, _ owner: inout OwnerChoice) -> Bool {
+    package mutating func owner(_ token: String, _ owner: inout OwnerChoice) -> Bool {
         value(token, "--pid", &owner.pid, { Int32($0) })
-            || value(token, "--owner", &owner.ancestor, { OwnerOptions.Ancestor(rawValue: $0) })
+            || value(token, "--owner", &owner.ancestor, { Ancestor(rawValue: $0) })
             || value(token, "--token", &owner.token)
     }
 

@@ -1,6 +1,21 @@
 import ArgumentParser
 import Glibc
 import LockProtocol
+import LockctlCore
+
+/// lockctl's exit status (LockctlCore's), which the shared code throws; argument-parser's type of
+/// the same name is spelled `ArgumentParser.ExitCode` where argument-parser must see it.
+typealias ExitCode = LockctlCore.ExitCode
+
+/// Runs a check of a `validate()`: a refusal of lockctl's own (which printed why) becomes
+/// argument-parser's exit code, which argument-parser exits with silently.
+func validating(_ check: () throws -> Void) throws {
+    do {
+        try check()
+    } catch let code as ExitCode {
+        throw ArgumentParser.ExitCode(code.rawValue)
+    }
+}
 
 @main
 struct LockCtl: ParsableCommand {
@@ -20,14 +35,15 @@ struct LockCtl: ParsableCommand {
             FlockKeeper.self,
         ])
 
-    /// Called as `lflock` (a link to lockctl), the binary is `lockctl flock`.
+    /// Called as `lflock` (a link to lockctl-full, or to lockctl, which runs this binary), the
+    /// binary is `lockctl flock`. The lean lockctl ran the lines QuickParse reads already.
     static func main() {
         var arguments = Array(CommandLine.arguments.dropFirst())
         let invokedAs = CommandLine.arguments.first.map { $0.split(separator: "/").last.map(String.init) ?? $0 }
         if invokedAs == "lflock" { arguments.insert("flock", at: 0) }
-        guard let invocation = QuickParse.invocation(arguments) else { return main(arguments) }
         do {
-            try invocation.run()
+            var command = try parseAsRoot(arguments)
+            try command.run()
         } catch let code as ExitCode {
             Glibc.exit(code.rawValue)
         } catch {
@@ -50,23 +66,16 @@ struct GlobalOptions: ParsableArguments {
     var daemonTimeout: String?
 
     func validate() throws {
-        if socket?.isEmpty == true { throw invalidValue("--socket needs a path, not an empty string") }
-        if let daemonTimeout { _ = try seconds(daemonTimeout, option: "--daemon-timeout") }
+        try validating {
+            if socket?.isEmpty == true { throw invalidValue("--socket needs a path, not an empty string") }
+            if let daemonTimeout { _ = try seconds(daemonTimeout, option: "--daemon-timeout") }
+        }
     }
 }
 
 /// Whose hold a command is about; the default is the calling shell (lockctl's parent process).
 struct OwnerOptions: ParsableArguments {
-    /// Which ancestor owns the hold.
-    enum Ancestor: String, ExpressibleByArgument, CaseIterable {
-        /// lockctl's parent (the default): the calling shell, unless a wrapper such as `timeout` ran
-        /// lockctl.
-        case parent
-        /// The nearest ancestor that is a shell, past wrappers (`timeout`, `env`, `nice`, ...).
-        case shell
-        /// The leader of lockctl's session (a login shell, a terminal's first shell, a service).
-        case sessionLeader = "session-leader"
-    }
+    typealias Ancestor = LockctlCore.Ancestor
 
     @Option(help: "Owner process id (default: the parent process, i.e. the calling shell; in a script, --pid $$).")
     var pid: Int32?

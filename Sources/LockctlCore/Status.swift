@@ -1,51 +1,28 @@
-import ArgumentParser
 import Glibc
 import LockProtocol
 
-struct Status: DaemonCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "status",
-        abstract: "Show who holds and who waits for locks.",
-        discussion: """
-            STATE is held, waiting, breaking (a break waits for the holder's shield to close) or expiring \
-            (the lease ran out; the expiry waits for the shield). AGE is how long the hold or wait has lasted; \
-            --since shows the times instead. Text from other users (command lines, tokens) is shown with \
-            control characters escaped. --watch redraws the table whenever a lock changes (and every second \
-            on a terminal, for the ages) until interrupted; with --json it prints lockd's answer and then \
-            each `changed` event, one JSON object per line.
-            """)
-
-    @Argument(help: "Only this lock.", completion: .lockNames) var name: String?
-    @Flag(help: "Print the protocol's JSON answer (failures too).") var json = false
-    @Flag(help: "Print nothing; exit 0 when the lock NAME is held, 1 when it is free.") var check = false
-    @Flag(help: "Show when holds and waits began and when leases end, instead of ages.") var since = false
-    @Flag(help: "Keep watching: redraw as locks change, until interrupted (Ctrl-C).") var watch = false
-    @OptionGroup var global: GlobalOptions
-    @ParentCommand var lockctl: LockCtl
-
-    func validate() throws {
-        if check, name == nil { throw ValidationError("--check needs a lock NAME") }
-        if check, watch { throw ValidationError("use either --check or --watch, not both") }
-    }
-
-    func run() throws { try invocation.run() }
-
-    var invocation: StatusInvocation {
-        StatusInvocation(
-            name: name, json: json, check: check, since: since, watch: watch, daemon: DaemonAddress(self))
-    }
-}
-
 /// `lockctl status`, read by either reader and validated.
-struct StatusInvocation: Invocation {
-    var name: String?
-    var json = false
-    var check = false
-    var since = false
-    var watch = false
-    var daemon = DaemonAddress()
+package struct StatusInvocation: Invocation {
+    package var name: String?
+    package var json = false
+    package var check = false
+    package var since = false
+    package var watch = false
+    package var daemon = DaemonAddress()
 
-    func run() throws {
+    package init(
+        name: String? = nil, json: Bool = false, check: Bool = false, since: Bool = false, watch: Bool = false,
+        daemon: DaemonAddress = DaemonAddress()
+    ) {
+        self.name = name
+        self.json = json
+        self.check = check
+        self.since = since
+        self.watch = watch
+        self.daemon = daemon
+    }
+
+    package func run() throws {
         failuresAsJSON = json
         let context = name.map { "status \"\($0)\"" } ?? "status"
         let lock = try name.map { (raw) throws(ExitCode) in try lockName(raw, context) }
@@ -67,7 +44,7 @@ struct StatusInvocation: Invocation {
 }
 
 /// Seconds since the epoch, for ages in the table.
-func wallClock() -> Double {
+package func wallClock() -> Double {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
@@ -75,13 +52,13 @@ func wallClock() -> Double {
 
 /// The `status` table: one row per holder and waiter, at most ``width`` columns (the command line
 /// is cut to fit), every cell escaped for the terminal.
-struct StatusTable {
-    static let width = 100
-    let locks: [JSONValue]
-    let now: Double
-    let absolute: Bool
+package struct StatusTable {
+    package static let width = 100
+    package let locks: [JSONValue]
+    package let now: Double
+    package let absolute: Bool
 
-    var lines: [String] {
+    package var lines: [String] {
         // A lockd in a cluster names each entry's node: then the table gets a NODE column.
         let clustered = locks.contains { lock in
             (lock["holders"]?.elements ?? []).contains { $0["node"] != nil }
@@ -167,7 +144,7 @@ struct StatusTable {
     }
 
     /// `12s`, `3m05s`, `2h03m`, `4d02h`.
-    static func duration(_ seconds: Double) -> String {
+    package static func duration(_ seconds: Double) -> String {
         let total = Int(max(0, min(seconds, 1e12)))
         func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
         switch total {
@@ -182,7 +159,7 @@ struct StatusTable {
     /// characters (ESC, newline, C1 controls, DEL) as `\x1b`-style escapes, and the backslash
     /// doubled, so that nothing in a command line or token can move the cursor or recolour
     /// root's terminal.
-    static func printable(_ text: String) -> String {
+    package static func printable(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
             switch scalar.value {

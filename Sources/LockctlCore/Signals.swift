@@ -3,10 +3,10 @@ import Glibc
 
 /// SIGINT, SIGTERM and SIGHUP, blocked and read through a signalfd so they can be polled
 /// together with the daemon's socket and the child's pidfd.
-struct TerminationSignals {
-    let fd: Int32
+package struct TerminationSignals {
+    package let fd: Int32
 
-    struct Received {
+    package struct Received {
         var signal: Int32
         var senderPid: Int32
         var code: Int32
@@ -16,12 +16,12 @@ struct TerminationSignals {
         var isFromTerminal: Bool { code == 0x80 }  // SI_KERNEL
     }
 
-    init() {
+    package init() {
         fd = lockd_signalfd(SIGINT, SIGTERM, SIGHUP)
     }
 
     /// The signals that arrived since the last call.
-    func drain() -> [Received] {
+    package func drain() -> [Received] {
         var received: [Received] = []
         while true {
             var sender: Int32 = 0
@@ -34,7 +34,7 @@ struct TerminationSignals {
 }
 
 /// Waits until one of `fds` is readable; returns their readiness in order.
-func waitReadable(_ fds: [Int32], timeout: Int32 = -1) -> [Bool] {
+package func waitReadable(_ fds: [Int32], timeout: Int32 = -1) -> [Bool] {
     var polls = fds.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
     while poll(&polls, nfds_t(polls.count), timeout) < 0, errno == EINTR {}
     return polls.map { $0.fd >= 0 && $0.revents != 0 }

@@ -4,6 +4,7 @@ import Glibc
 import LockClient
 import LockCore
 import LockProtocol
+import LockctlCore
 
 /// The process that owns a hold taken by flock's FD form (`lflock 9`) for as long as the open
 /// file description behind the descriptor lives (`DescriptorLock`). Started by lflock, never by

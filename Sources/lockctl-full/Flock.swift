@@ -4,6 +4,7 @@ import Glibc
 import LockClient
 import LockCore
 import LockProtocol
+import LockctlCore
 
 /// `lockctl flock` (and the same binary called `lflock`): flock(1)'s command line on lockd's
 /// locks: `flock [options] FILE|DIR command [args...]`, `flock [options] FILE|DIR -c command` and
@@ -49,18 +50,22 @@ struct Flock: DaemonCommand {
     private var descriptor: Int32? { command == nil && arguments.isEmpty ? Int32(file) : nil }
 
     func validate() throws {
-        if command == nil, arguments.isEmpty, (descriptor ?? -1) < 0 {
-            throw ValidationError("bad file descriptor: '\(file)' (give a descriptor, or a command after FILE)")
-        }
-        if unlock, descriptor == nil { throw ValidationError("-u removes the lock of a descriptor: lflock -u FD") }
-        if command != nil, !arguments.isEmpty { throw ValidationError("use either -c COMMAND or a command, not both") }
-        if arguments.first == "-c" || arguments.first == "--command", arguments.count != 2 {
-            throw ValidationError("-c takes one command string")
-        }
-        if close, noFork { throw ValidationError("-o and -F do not go together") }
-        if let wait { _ = try seconds(wait, option: "--wait") }
-        guard (0...255).contains(conflictExitCode) else {
-            throw invalidValue("--conflict-exit-code must be 0-255, not \(conflictExitCode)")
+        try validating {
+            if command == nil, arguments.isEmpty, (descriptor ?? -1) < 0 {
+                throw ValidationError("bad file descriptor: '\(file)' (give a descriptor, or a command after FILE)")
+            }
+            if unlock, descriptor == nil { throw ValidationError("-u removes the lock of a descriptor: lflock -u FD") }
+            if command != nil, !arguments.isEmpty {
+                throw ValidationError("use either -c COMMAND or a command, not both")
+            }
+            if arguments.first == "-c" || arguments.first == "--command", arguments.count != 2 {
+                throw ValidationError("-c takes one command string")
+            }
+            if close, noFork { throw ValidationError("-o and -F do not go together") }
+            if let wait { _ = try seconds(wait, option: "--wait") }
+            guard (0...255).contains(conflictExitCode) else {
+                throw invalidValue("--conflict-exit-code must be 0-255, not \(conflictExitCode)")
+            }
         }
     }
 

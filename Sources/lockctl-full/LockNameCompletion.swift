@@ -1,6 +1,7 @@
 import ArgumentParser
 import LockClient
 import LockProtocol
+import LockctlCore
 
 extension CompletionKind {
     /// Completes lock names from lockd's `status` (the socket from `--socket` on the command line

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Glibc
 import LockClient
 import LockCore
@@ -6,12 +5,12 @@ import LockProtocol
 
 /// `lockctl status --watch`: the `watch` op's snapshot, then its `changed` events, until a signal
 /// or until lockd goes away (exit 69).
-struct StatusWatch {
-    var name: String?
-    var json: Bool
-    var since: Bool
+package struct StatusWatch {
+    package var name: String?
+    package var json: Bool
+    package var since: Bool
 
-    func run(_ connection: LockConnection, lock: LockName?, _ context: String) throws(ExitCode) -> Never {
+    package func run(_ connection: LockConnection, lock: LockName?, _ context: String) throws(ExitCode) -> Never {
         let signals = TerminationSignals()
         let answer = try call(connection, context, .watch(lock: lock))
         var locks: [String: JSONValue] = [:]

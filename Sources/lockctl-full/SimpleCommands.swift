@@ -1,6 +1,9 @@
 import ArgumentParser
+import Glibc
+import LockClient
 import LockCore
 import LockProtocol
+import LockctlCore
 
 struct Release: DaemonCommand {
     static let configuration = CommandConfiguration(
@@ -20,25 +23,6 @@ struct Release: DaemonCommand {
     }
 }
 
-/// `lockctl release`, read by either reader and validated.
-struct ReleaseInvocation: Invocation {
-    var name: String
-    var all = false
-    var owner = OwnerChoice()
-    var json = false
-    var daemon = DaemonAddress()
-
-    func run() throws {
-        failuresAsJSON = json
-        let context = "release \"\(name)\""
-        let lock = try lockName(name, context)
-        let owner = try owner.spec(context)
-        let connection = try daemon.connect(context)
-        let answer = try call(connection, context, .release(lock: lock, owner: owner, all: all))
-        if json { printLine(JSONValue.object([("count", answer.count.map(JSONValue.int) ?? .null)]).serialized) }
-    }
-}
-
 struct Renew: DaemonCommand {
     static let configuration = CommandConfiguration(commandName: "renew", abstract: "Renew a token's lease.")
 
@@ -46,7 +30,7 @@ struct Renew: DaemonCommand {
     @Option(parsing: .unconditional, help: "New lease in seconds (at least 0.001; inf is lockd's 100-year ceiling).")
     var ttl: String
 
-    func validate() throws { _ = try lease() }
+    func validate() throws { try validating { _ = try lease() } }
 
     private func lease() throws(ExitCode) -> Double {
         try seconds(ttl, option: "--ttl", minimum: 0.001) ?? Seconds.ceiling

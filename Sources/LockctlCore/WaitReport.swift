@@ -5,11 +5,11 @@ import LockProtocol
 /// What lockctl says once when an acquire has waited about a second: who holds the lock, and
 /// when the holder is lockctl's own ancestor (the shell that ran it, a `lockctl run` around it),
 /// that the wait cannot end by itself.
-struct WaitReport {
-    let name: LockName
-    let locks: [JSONValue]
+package struct WaitReport {
+    package let name: LockName
+    package let locks: [JSONValue]
 
-    var message: String? {
+    package var message: String? {
         let holders = locks.first?["holders"]?.elements ?? []
         guard !holders.isEmpty else { return nil }
         let ancestry = Self.ancestors()
@@ -39,7 +39,7 @@ struct WaitReport {
     }
 
     /// lockctl's ancestors, parent first, read from /proc.
-    static func ancestors() -> [Int32] {
+    package static func ancestors() -> [Int32] {
         var chain: [Int32] = []
         var pid = getppid()
         while pid > 1, chain.count < 64 {

@@ -4,6 +4,7 @@ import Glibc
 import LockClient
 import LockCore
 import LockProtocol
+import LockctlCore
 
 /// flock(1)'s FD form (`exec 9>FILE; lflock 9`), where the lock belongs to the open file
 /// description behind the descriptor: every process that inherited it shares the hold, and the
