@@ -26,8 +26,9 @@ import Synchronization
 /// one connection as one owner, so the client queues its own tasks per lock name first: one task
 /// of a client holds a given name at a time (the same task may nest, re-entrantly), and `wait`
 /// counts the time in that queue too. A `.token` hold belongs to a token lease that the client
-/// renews every third of its ttl, on NIO's event loop, while the body runs; it survives a lost
-/// connection and a lockd restart.
+/// renews every third of its ttl, on NIO's event loop, from the grant until the body has ended
+/// (however long the caller's task waits for a thread meanwhile); it survives a lost connection
+/// and a lockd restart.
 ///
 /// **Reconnection rules.** No call is retried behind the caller's back.
 /// - A call finding no open connection opens one (once; failure throws ``LockdClientError/connection(_:)``).
@@ -171,18 +172,19 @@ public final class LockdClient: Sendable {
     ) async throws -> T {
         let key = lock.rawValue + "\u{0}" + ownerKey
         let enclosing = state.withLock { $0.holds[key] }
-        let (grant, connection, active) = try await acquire(lock, mode, wait, spec, key: key, enclosing: enclosing)
+        let (grant, connection, active, renewal) = try await acquire(
+            lock, mode, wait, spec, leaseSeconds: leaseSeconds, key: key, enclosing: enclosing)
         // A re-entered hold leaves the registry entry to the enclosing one.
         defer { state.withLock { $0.holds[key] = enclosing } }
         if shielded {
             do {
                 _ = try await call(.shield(lock: lock, owner: spec, on: true), expecting: connection)
             } catch {
+                renewal?.stop()
                 await release(lock, spec, active: active)
                 throw error
             }
         }
-        let renewal = leaseSeconds.flatMap { startRenewal(spec: spec, ttl: $0, hold: active) }
         let outcome: Result<T, any Error>
         do {
             outcome = .success(
@@ -210,45 +212,55 @@ public final class LockdClient: Sendable {
     }
 
     /// Sends the acquire, with the hold registered first so that no `revoked` event for it can
-    /// come before the registry knows it.
+    /// come before the registry knows it. A token's lease (`leaseSeconds`) is renewed from the
+    /// moment lockd grants it, on the event loop that reads the grant: the task that asked may
+    /// wait long for a thread of a busy cooperative pool before it runs again, and the lease must
+    /// not run out meanwhile.
     private func acquire(
-        _ lock: LockName, _ mode: LockMode, _ wait: Duration?, _ spec: OwnerSpec, key: String,
-        enclosing: ActiveHold?
-    ) async throws -> (Grant, Connection, ActiveHold) {
+        _ lock: LockName, _ mode: LockMode, _ wait: Duration?, _ spec: OwnerSpec, leaseSeconds: Double?,
+        key: String, enclosing: ActiveHold?
+    ) async throws -> (Grant, Connection, ActiveHold, LeaseRenewal?) {
         let connection = try await connection()
         let active = ActiveHold(generation: connection.generation, isSession: spec == .session)
         state.withLock { $0.holds[key] = active }
+        let renewal = leaseSeconds.flatMap { self.renewal(of: spec, ttl: $0, hold: active) }
         let request = Request(
             id: nextRequestID(),
             operation: .acquire(lock: lock, mode: mode, wait: wait.map(\.seconds), owner: spec))
         let answer: Answer
         do {
             answer = try await withTaskCancellationHandler {
-                try await send(request, on: connection)
+                let pending: EventLoopFuture<Answer> = send(request, on: connection)
+                if let renewal { pending.whenSuccess { if $0.grant != nil { renewal.start() } } }
+                return try await self.answer(pending)
             } onCancel: {
                 let cancel = Request(id: self.nextRequestID(), operation: .cancel(request: request.id))
                 _ = self.send(cancel, on: connection) as EventLoopFuture<Answer>
             }
         } catch {
+            renewal?.stop()
             state.withLock { $0.holds[key] = enclosing }
             throw error
         }
         if let error = answer.error {
+            renewal?.stop()
             state.withLock { $0.holds[key] = enclosing }
             if error.code == .cancelled, Task.isCancelled { throw CancellationError() }
             throw LockdClientError.lockd(error)
         }
         guard let grant = answer.grant else {
+            renewal?.stop()
             state.withLock { $0.holds[key] = enclosing }
             throw LockdClientError.connection(ClientError(.badResponse, "lockd sent a grant without a fence"))
         }
         if Task.isCancelled {
             // The grant won the race with the cancellation: give it back.
+            renewal?.stop()
             await release(lock, spec, active: active)
             state.withLock { $0.holds[key] = enclosing }
             throw CancellationError()
         }
-        return (grant, connection, active)
+        return (grant, connection, active, renewal)
     }
 
     private func release(_ lock: LockName, _ spec: OwnerSpec, active: ActiveHold) async {
@@ -257,10 +269,10 @@ public final class LockdClient: Sendable {
         _ = try? await call(.release(lock: lock, owner: spec, all: false))
     }
 
-    /// Renews a token lease every third of its ttl on NIO's event loop, not in a task: a
+    /// The renewal of a token lease, every third of its ttl on NIO's event loop, not in a task: a
     /// cooperative pool kept busy by the application (blocking calls are common) must not let a
-    /// lease run out under a running body.
-    private func startRenewal(spec: OwnerSpec, ttl: Double, hold: ActiveHold) -> LeaseRenewal? {
+    /// lease run out under a running body. It starts with ``LeaseRenewal/start()``.
+    private func renewal(of spec: OwnerSpec, ttl: Double, hold: ActiveHold) -> LeaseRenewal? {
         guard case .token(let token, _) = spec else { return nil }
         let renewal = LeaseRenewal(loop: group.any(), ttl: ttl) { [self] in
             connectionFuture().flatMap {
@@ -269,7 +281,6 @@ public final class LockdClient: Sendable {
         } lost: {
             hold.lose(.revoked(.expired))
         }
-        renewal.start()
         return renewal
     }
 
@@ -289,8 +300,13 @@ public final class LockdClient: Sendable {
     }
 
     private func send(_ request: Request, on connection: Connection) async throws(LockdClientError) -> Answer {
+        try await answer(send(request, on: connection))
+    }
+
+    /// Waits for the answer `pending` brings, with its failure as the client's error.
+    private func answer(_ pending: EventLoopFuture<Answer>) async throws(LockdClientError) -> Answer {
         do {
-            return try await send(request, on: connection).get()
+            return try await pending.get()
         } catch let error as ClientError {
             throw .connection(error)
         } catch {
@@ -509,7 +525,11 @@ final class LeaseRenewal: Sendable {
         self.lost = lost
     }
 
-    func start() { schedule(after: third) }
+    /// Starts renewing: the lease was (re)granted now.
+    func start() {
+        state.withLock { $0.renewedAt = .now() }
+        schedule(after: third)
+    }
 
     func stop() {
         let scheduled = state.withLock { state in

@@ -3,6 +3,7 @@ import Foundation
 import LockClient
 import LockCore
 import LockProtocol
+import Synchronization
 import Testing
 
 /// LockdClient (the async client) against a real lockd.
@@ -186,6 +187,30 @@ struct AsyncClientTests {
         #expect(try observer.holders("lease").isEmpty)
     }
 
+    @Test("a token lease is renewed from its grant on, even while the caller's executor is busy")
+    func renewalFromTheGrant() async throws {
+        let daemon = try Daemon()
+        let client = LockdClient(socketPath: daemon.socket)
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("starved").isOK)
+        let caller = StarvedCaller()
+        let locking = Task { try await caller.lock("starved", client: client, ttl: .seconds(2)) }
+        let observer = try daemon.connect()
+        let waiting = eventually(timeout: 60) {
+            let locks = (try? observer.ask("status", [("lock", "starved")]))?["locks"]?.elements
+            return locks?.first?["waiters"]?.elements.count == 1
+        }
+        #expect(waiting, "the acquire waits in lockd's queue")
+        // The grant comes while the caller's executor is busy for 6 s (an application's blocking
+        // work): the caller's task runs again only after three ttls.
+        let blocking = Task { await caller.block(seconds: 6) }
+        #expect(eventually(timeout: 60) { caller.isBlocking })
+        #expect(try holder.call(op: "release", [("lock", "starved")]).isOK)
+        await blocking.value
+        let fence = try await locking.value
+        #expect(fence > 0, "the hold outlived the wait for the executor: its lease was renewed meanwhile")
+    }
+
     @Test("a lockd restart: a token hold carries on over a new connection; a session hold is lost")
     func daemonRestart() async throws {
         let daemon = try Daemon()
@@ -246,4 +271,54 @@ final class Shared<Value: Sendable>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
     func update(_ body: (inout Value) -> Void) { lock.withLock { body(&value) } }
     var current: Value { lock.withLock { value } }
+}
+
+/// An actor on a thread of its own, so that a test can keep it busy without starving the
+/// cooperative pool that every other test shares.
+actor StarvedCaller {
+    private let executor = ThreadExecutor()
+    private let blocking = Mutex(false)
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    nonisolated var isBlocking: Bool { blocking.withLock { $0 } }
+
+    func lock(_ name: String, client: LockdClient, ttl: Duration) async throws -> UInt64 {
+        try await client.withLock(name, owner: .token(ttl: ttl)) { $0 }
+    }
+
+    /// Keeps this actor's executor busy (a blocking call, as applications make).
+    func block(seconds: UInt32) {
+        blocking.withLock { $0 = true }
+        sleep(seconds)
+        blocking.withLock { $0 = false }
+    }
+}
+
+/// A serial executor that runs its jobs on one dedicated thread.
+final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    init() {
+        Thread { [self] in run() }.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedSerialExecutor())
+        }
+    }
 }
