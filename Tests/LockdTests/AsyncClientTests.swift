@@ -220,13 +220,8 @@ struct AsyncClientTests {
             daemon.crash()
             try daemon.restart()
             try await Task.sleep(for: .milliseconds(2500))
-            let observer = try daemon.connect()
-            var held: [JSONValue] = []
-            let kept = try eventually {
-                held = try observer.holders("durable")
-                return held.first?["fence"]?.intValue == Int64(fence)
-            }
-            #expect(kept, "holders \(held); lockd's log:\n\(daemon.log)")
+            let held = try daemon.connect().holders("durable")
+            #expect(held.first?["fence"]?.intValue == Int64(fence), "holders \(held); lockd's log:\n\(daemon.log)")
             return fence
         }
         #expect(fence > 0)
