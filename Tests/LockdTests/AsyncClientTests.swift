@@ -196,16 +196,19 @@ struct AsyncClientTests {
         let caller = StarvedCaller()
         let locking = Task { try await caller.lock("starved", client: client, ttl: .seconds(2)) }
         let observer = try daemon.connect()
-        let waiting = eventually(timeout: 60) {
+        // Awaited, not blocked on: with every test at once on two cores, the caller's task needs
+        // one of the cooperative pool's threads to send its acquire.
+        let waiting = await until(timeout: .seconds(120)) {
             let locks = (try? observer.ask("status", [("lock", "starved")]))?["locks"]?.elements
             return locks?.first?["waiters"]?.elements.count == 1
         }
         #expect(waiting, "the acquire waits in lockd's queue")
-        // The grant comes while the caller's executor is busy for 6 s (an application's blocking
-        // work): the caller's task runs again only after three ttls.
-        let blocking = Task { await caller.block(seconds: 6) }
-        #expect(eventually(timeout: 60) { caller.isBlocking })
+        // The grant comes while the caller's executor is busy (an application's blocking work),
+        // and it stays busy for three ttls after it: only then does the caller's task run again.
+        let blocking = Task { await caller.block() }
+        #expect(await until(timeout: .seconds(120)) { caller.isBlocking })
         #expect(try holder.call(op: "release", [("lock", "starved")]).isOK)
+        caller.unblock(after: .seconds(6))
         await blocking.value
         let fence = try await locking.value
         #expect(fence > 0, "the hold outlived the wait for the executor: its lease was renewed meanwhile")
@@ -251,8 +254,9 @@ func waiters(_ connection: LockConnection, _ lock: String) -> Int {
 }
 
 /// Waits (bounded) until `condition` holds, yielding meanwhile.
-func until(_ condition: () -> Bool) async -> Bool {
-    for _ in 0..<1000 {
+func until(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(10))
     }
@@ -272,21 +276,27 @@ final class Shared<Value: Sendable>: @unchecked Sendable {
 /// cooperative pool that every other test shares.
 actor StarvedCaller {
     private let executor = ThreadExecutor()
-    private let blocking = Mutex(false)
+    /// Whether ``block()`` runs, and when it is to end (`nil`: not said yet).
+    private let blocking = Mutex<(running: Bool, end: ContinuousClock.Instant?)>((false, nil))
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    nonisolated var isBlocking: Bool { blocking.withLock { $0 } }
+    nonisolated var isBlocking: Bool { blocking.withLock { $0.running } }
+
+    /// Lets ``block()`` end `delay` from now.
+    nonisolated func unblock(after delay: Duration) { blocking.withLock { $0.end = .now + delay } }
 
     func lock(_ name: String, client: LockdClient, ttl: Duration) async throws -> UInt64 {
         try await client.withLock(name, owner: .token(ttl: ttl)) { $0 }
     }
 
-    /// Keeps this actor's executor busy (a blocking call, as applications make).
-    func block(seconds: UInt32) {
-        blocking.withLock { $0 = true }
-        sleep(seconds)
-        blocking.withLock { $0 = false }
+    /// Keeps this actor's executor busy (a blocking call, as applications make) until the time
+    /// ``unblock(after:)`` sets, or two minutes.
+    func block() {
+        let limit = ContinuousClock.now + .seconds(120)
+        blocking.withLock { $0.running = true }
+        while ContinuousClock.now < min(blocking.withLock { $0.end } ?? limit, limit) { usleep(20_000) }
+        blocking.withLock { $0.running = false }
     }
 }
 
