@@ -227,15 +227,31 @@ public final class LockdClient: Sendable {
         let request = Request(
             id: nextRequestID(),
             operation: .acquire(lock: lock, mode: mode, wait: wait.map(\.seconds), owner: spec))
+        // A cancellation sends `cancel` for the acquire, and never before the acquire itself: a
+        // task cancelled before it gets here has its handler run first, and a `cancel` that
+        // overtook its acquire would leave the acquire waiting for good.
+        let sending = Mutex((sent: false, cancelled: false))
+        let sendCancel = { @Sendable in
+            let cancel = Request(id: self.nextRequestID(), operation: .cancel(request: request.id))
+            _ = self.send(cancel, on: connection) as EventLoopFuture<Answer>
+        }
         let answer: Answer
         do {
             answer = try await withTaskCancellationHandler {
                 let pending: EventLoopFuture<Answer> = send(request, on: connection)
                 if let renewal { pending.whenSuccess { if $0.grant != nil { renewal.start() } } }
+                if sending.withLock({
+                    $0.sent = true; return $0.cancelled
+                }) {
+                    sendCancel()
+                }
                 return try await self.answer(pending)
             } onCancel: {
-                let cancel = Request(id: self.nextRequestID(), operation: .cancel(request: request.id))
-                _ = self.send(cancel, on: connection) as EventLoopFuture<Answer>
+                if sending.withLock({
+                    $0.cancelled = true; return $0.sent
+                }) {
+                    sendCancel()
+                }
             }
         } catch {
             renewal?.stop()

@@ -119,6 +119,28 @@ struct AsyncClientTests {
         #expect(await until { waiters(observer, "w") == 0 })
     }
 
+    @Test("a caller cancelled before its acquire is sent gets CancellationError, and no waiter is left")
+    func cancelledBeforeSending() async throws {
+        let daemon = try Daemon()
+        // A lease, so that an acquire left waiting by mistake is granted after it and the test
+        // fails instead of hanging.
+        #expect(try daemon.lockctl("acquire", "pre", "--token", "blocker", "--ttl", "60").status == 0)
+        let client = LockdClient(socketPath: daemon.socket)
+        for owner in [LockdClient.Owner.session, .token(ttl: .seconds(30))] {
+            let waiter = Task {
+                while !Task.isCancelled { await Task.yield() }
+                try await client.withLock("pre", owner: owner) { _ in }
+            }
+            let start = ContinuousClock.now
+            waiter.cancel()
+            await #expect(throws: CancellationError.self, "\(owner)") { try await waiter.value }
+            #expect(
+                ContinuousClock.now - start < .seconds(30), "\(owner): answered at once, not once the lock was free")
+        }
+        let observer = try daemon.connect()
+        #expect(waiters(observer, "pre") == 0)
+    }
+
     @Test("a break cancels an unshielded body and withLock says the hold was lost")
     func revokedUnshielded() async throws {
         let daemon = try Daemon()
@@ -198,7 +220,7 @@ struct AsyncClientTests {
         let observer = try daemon.connect()
         // Awaited, not blocked on: with every test at once on two cores, the caller's task needs
         // one of the cooperative pool's threads to send its acquire.
-        let waiting = await until(timeout: .seconds(120)) {
+        let waiting = await until {
             let locks = (try? observer.ask("status", [("lock", "starved")]))?["locks"]?.elements
             return locks?.first?["waiters"]?.elements.count == 1
         }
@@ -206,7 +228,7 @@ struct AsyncClientTests {
         // The grant comes while the caller's executor is busy (an application's blocking work),
         // and it stays busy for three ttls after it: only then does the caller's task run again.
         let blocking = Task { await caller.block() }
-        #expect(await until(timeout: .seconds(120)) { caller.isBlocking })
+        #expect(await until { caller.isBlocking })
         #expect(try holder.call(op: "release", [("lock", "starved")]).isOK)
         caller.unblock(after: .seconds(6))
         await blocking.value
@@ -253,8 +275,9 @@ func waiters(_ connection: LockConnection, _ lock: String) -> Int {
     return waiters.count
 }
 
-/// Waits (bounded) until `condition` holds, yielding meanwhile.
-func until(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+/// Waits (bounded) until `condition` holds, yielding meanwhile. The bound is generous: under TSan,
+/// with every test at once on two cores, a task can wait tens of seconds for a pool thread.
+func until(timeout: Duration = .seconds(120), _ condition: () -> Bool) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if condition() { return true }

@@ -113,6 +113,18 @@ import Testing
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: Binaries.lockctl + "-full", toPath: path)
         }
+        // A process the test runner forks meanwhile may still hold the copy's descriptor open for
+        // writing until it execs: exec then fails with ETXTBSY ("Text file busy") for a moment.
+        for _ in 0..<50 {
+            // lockctl itself may be the busy copy (the launch throws), or lockctl-full (it says so).
+            if let output = try? execute(
+                root + "/bin/lockctl", arguments, environment: ["LOCKD_SOCKET": root + "/none"]),
+                !output.stderr.contains("Text file busy")
+            {
+                return output
+            }
+            usleep(100_000)
+        }
         return try execute(root + "/bin/lockctl", arguments, environment: ["LOCKD_SOCKET": root + "/none"])
     }
 
