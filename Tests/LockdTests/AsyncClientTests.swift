@@ -124,7 +124,8 @@ struct AsyncClientTests {
         let daemon = try Daemon()
         // A lease, so that an acquire left waiting by mistake is granted after it and the test
         // fails instead of hanging.
-        #expect(try daemon.lockctl("acquire", "pre", "--token", "blocker", "--ttl", "60").status == 0)
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("pre", [("owner", .object([("token", "blocker"), ("ttl", 60)]))]).isOK)
         let client = LockdClient(socketPath: daemon.socket)
         for owner in [LockdClient.Owner.session, .token(ttl: .seconds(30))] {
             let waiter = Task {
