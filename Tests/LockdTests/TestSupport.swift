@@ -163,7 +163,12 @@ final class Daemon {
         // A sanitizer report in lockd ends lockd; its log is the only place that says why.
         let log = self.log
         if log.contains("ThreadSanitizer") || log.contains("Fatal error") || log.contains("Program crashed") {
-            Issue.record("lockd reported a problem (\(directory)):\n\(log.suffix(6000))")
+            // A sanitizer report's first lines (both accesses and their stacks) say the most; a
+            // crash's last lines do.
+            let excerpt =
+                log.range(of: "WARNING: ThreadSanitizer").map { log[$0.lowerBound...].prefix(12000) }
+                ?? log.suffix(6000)
+            Issue.record("lockd reported a problem (\(directory)):\n\(excerpt)")
         }
         try? FileManager.default.removeItem(atPath: directory)
     }
