@@ -7,15 +7,23 @@ import Testing
 /// file `$R` exists, `keys` are typed. Returns how bash ended and what the terminal showed.
 func terminalSession(_ daemon: Daemon, script: String, keys: String, timeout: Double = 15) throws -> [String: JSONValue]
 {
+    try terminalSession(daemon, command: ["/bin/bash", "-c", script], keys: keys, timeout: timeout)
+}
+
+/// Runs `command` on a new pseudo-terminal, with `$R`, `$L` and LOCKD_SOCKET set as above and
+/// `environment` added; once the file `$R` exists, `keys` are typed.
+func terminalSession(
+    _ daemon: Daemon, command: [String], environment: [String: String] = [:], keys: String, timeout: Double = 15
+) throws -> [String: JSONValue] {
     let ready = daemon.directory + "/ready-\(UUID().uuidString.prefix(6))"
     let helper = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("pty-session.py")
         .path
+    let settings = ["R": ready, "L": Binaries.lockctl, "LOCKD_SOCKET": daemon.socket].merging(environment) { $1 }
     let run = try execute(
         "/usr/bin/env",
-        [
-            "R=\(ready)", "L=\(Binaries.lockctl)", "LOCKD_SOCKET=\(daemon.socket)", "python3", helper, ready,
-            "\(timeout)", keys, "--", "/bin/bash", "-c", script,
-        ], timeout: timeout + 10)
+        settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            + ["python3", helper, ready, "\(timeout)", keys, "--"] + command,
+        timeout: timeout + 10)
     let result = try JSONValue.parse(Array(run.stdout.utf8))
     guard case .object(let members) = result else { return [:] }
     return Dictionary(members.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
@@ -385,5 +393,55 @@ struct CompletionTests {
         #expect(try complete("lockctl acquire c", environment: ["LOCKD_SOCKET": daemon.socket]) == ["cache"])
         // No lockd: no names, no error on the terminal.
         #expect(try complete("lockctl status dep", environment: ["LOCKD_SOCKET": daemon.directory + "/none"]).isEmpty)
+    }
+
+    /// Types `lockctl release dep` and Tab twice into an interactive `shell` on a terminal, with
+    /// lockctl's generated completion script where that shell looks for it. Returns whether the
+    /// screen came to show both lock names (bounded by a generous timeout: under ThreadSanitizer a
+    /// completion runs two instrumented binaries), and what it showed.
+    func tabInShell(_ shell: String, _ daemon: Daemon) throws -> (shown: Bool, screen: String) {
+        let holder = try daemon.connect()
+        #expect(try holder.acquire("deploy/db").isOK)
+        #expect(try holder.acquire("deploy/web").isOK)
+        let home = daemon.directory + "/home-\(shell)"
+        let generated = try execute(Binaries.lockctl, ["--generate-completion-script", shell])
+        #expect(generated.status == 0, "\(generated.stderr)")
+        var environment = ["HOME": home, "PATH": Binaries.directory + ":/usr/bin:/bin", "TERM": "xterm"]
+        let command: [String]
+        if shell == "zsh" {
+            try FileManager.default.createDirectory(atPath: home + "/functions", withIntermediateDirectories: true)
+            try generated.stdout.write(toFile: home + "/functions/_lockctl", atomically: true, encoding: .utf8)
+            try """
+            fpath=(\(home)/functions $fpath)
+            autoload -U compinit && compinit -u -d \(home)/zcompdump
+            PS1='%% '
+            touch $R
+            """.write(toFile: home + "/.zshrc", atomically: true, encoding: .utf8)
+            environment["ZDOTDIR"] = home
+            command = ["/usr/bin/zsh", "-i"]
+        } else {
+            let completions = home + "/config/fish/completions"
+            try FileManager.default.createDirectory(atPath: completions, withIntermediateDirectories: true)
+            try generated.stdout.write(toFile: completions + "/lockctl.fish", atomically: true, encoding: .utf8)
+            environment["XDG_CONFIG_HOME"] = home + "/config"
+            environment["XDG_DATA_HOME"] = home + "/data"
+            command = ["/usr/bin/fish", "-i", "-C", "touch $R"]
+        }
+        environment["PTY_UNTIL"] = "deploy/db\ndeploy/web"
+        let session = try terminalSession(
+            daemon, command: command, environment: environment, keys: "lockctl release dep\\t|\\t", timeout: 120)
+        return (session["until"] == .bool(true), session["output"]?.string ?? "\(session)")
+    }
+
+    @Test("zsh completes lock names from lockd's status on Tab (scripts/deps installs zsh)")
+    func zshCompletesLockNames() throws {
+        let (shown, screen) = try tabInShell("zsh", try Daemon())
+        #expect(shown, "\(screen)")
+    }
+
+    @Test("fish completes lock names from lockd's status on Tab (scripts/deps installs fish)")
+    func fishCompletesLockNames() throws {
+        let (shown, screen) = try tabInShell("fish", try Daemon())
+        #expect(shown, "\(screen)")
     }
 }

@@ -7,8 +7,18 @@ The command runs as the session leader of a new pty, in its foreground process g
 file READY exists, KEYS are typed (Python escapes: "\\x03" is Ctrl-C, "\\x1a" Ctrl-Z, "\\n"
 Enter; "|" waits 0.3 s). Prints one JSON line: the output seen, and how the command ended
 ("exit" or "signal" with its number, or "timeout" after TIMEOUT seconds, when it is killed).
+With PTY_UNTIL set (lines of text), the command is killed as soon as the output, without its
+terminal escape sequences, shows every line of it; "until" is then true.
 """
-import json, os, pty, select, signal, sys, time
+import json, os, pty, re, select, signal, sys, time
+
+escapes = re.compile(rb"\x1b(\[[0-9;?]*[A-Za-z]|\([A-Z0-9]|\][^\x07]*\x07)")
+until = [line.encode() for line in os.environ.pop("PTY_UNTIL", "").split("\n") if line]
+
+
+def shows_all(output):
+    return bool(until) and all(text in escapes.sub(b"", output) for text in until)
+
 
 ready, timeout, keys = sys.argv[1], float(sys.argv[2]), sys.argv[3].encode().decode("unicode_escape")
 command = sys.argv[sys.argv.index("--") + 1:]
@@ -43,10 +53,12 @@ while time.monotonic() < deadline:
     if done:
         break
     status = None
+    if shows_all(output):
+        break
 if status is None:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    end = {"timeout": True}
+    end = {"until": True} if shows_all(output) else {"timeout": True}
 elif os.WIFSIGNALED(status):
     end = {"signal": os.WTERMSIG(status)}
 else:
