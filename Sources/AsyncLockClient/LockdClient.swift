@@ -235,6 +235,11 @@ public final class LockdClient: Sendable {
             let cancel = Request(id: self.nextRequestID(), operation: .cancel(request: request.id))
             _ = self.send(cancel, on: connection) as EventLoopFuture<Answer>
         }
+        // Without a grant: no more renewals, and the registry as it was.
+        func giveUp() {
+            renewal?.stop()
+            state.withLock { $0.holds[key] = enclosing }
+        }
         let answer: Answer
         do {
             answer = try await withTaskCancellationHandler {
@@ -254,19 +259,16 @@ public final class LockdClient: Sendable {
                 }
             }
         } catch {
-            renewal?.stop()
-            state.withLock { $0.holds[key] = enclosing }
+            giveUp()
             throw error
         }
         if let error = answer.error {
-            renewal?.stop()
-            state.withLock { $0.holds[key] = enclosing }
+            giveUp()
             if error.code == .cancelled, Task.isCancelled { throw CancellationError() }
             throw LockdClientError.lockd(error)
         }
         guard let grant = answer.grant else {
-            renewal?.stop()
-            state.withLock { $0.holds[key] = enclosing }
+            giveUp()
             throw LockdClientError.connection(ClientError(.badResponse, "lockd sent a grant without a fence"))
         }
         if Task.isCancelled {
