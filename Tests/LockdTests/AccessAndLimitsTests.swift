@@ -9,7 +9,25 @@ func lockctlAsNobody(_ daemon: Daemon, groups: [Int] = [], _ arguments: String..
         ["--reuid=65534", "--regid=65534"]
         + (groups.isEmpty ? ["--clear-groups"] : ["--groups=" + groups.map(String.init).joined(separator: ",")])
     return try execute(
-        "/usr/bin/setpriv", credentials + [Binaries.lockctl] + arguments, environment: ["LOCKD_SOCKET": daemon.socket])
+        "/usr/bin/setpriv", credentials + [try lockctlForOthers(daemon)] + arguments,
+        environment: ["LOCKD_SOCKET": daemon.socket])
+}
+
+/// lockctl, with the lockctl-full it hands unusual lines to, linked into the daemon's directory,
+/// where any user may reach them. The build directory may sit under a parent only root may enter
+/// (a clone in `mktemp -d`): setpriv still starts lockctl there, but lockctl, as nobody, cannot
+/// then find lockctl-full beside itself.
+func lockctlForOthers(_ daemon: Daemon) throws -> String {
+    let directory = daemon.directory + "/bin"
+    if !FileManager.default.fileExists(atPath: directory + "/lockctl-full") {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in ["lockctl", "lockctl-full"] where link(Binaries.directory + "/" + name, directory + "/" + name) != 0
+        {
+            // Another file system: a copy (no test runs it before it is complete).
+            try FileManager.default.copyItem(atPath: Binaries.directory + "/" + name, toPath: directory + "/" + name)
+        }
+    }
+    return directory + "/lockctl"
 }
 
 let canSwitchUser = getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")

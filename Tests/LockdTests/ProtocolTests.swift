@@ -153,18 +153,14 @@ struct ConnectionTests {
 
     @Test(
         "a non-root client may not claim a process that is not its ancestor, nor release another uid's hold",
-        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+        .enabled(if: canSwitchUser))
     func peerCredentials() throws {
         let daemon = try Daemon()
-        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", Binaries.lockctl]
-        let environment = ["LOCKD_SOCKET": daemon.socket]
-        let claim = try execute(
-            "/usr/bin/setpriv", asNobody + ["acquire", "p", "--pid", "1"], environment: environment)
+        let claim = try lockctlAsNobody(daemon, "acquire", "p", "--pid", "1")
         #expect(claim.status == 77, "\(claim.stderr)")
         let root = try daemon.connect()
         #expect(try root.acquire("mine", [("owner", .object([("pid", .int(Int64(getpid())))]))]).isOK)
-        let release = try execute(
-            "/usr/bin/setpriv", asNobody + ["release", "mine", "--pid", "\(getpid())"], environment: environment)
+        let release = try lockctlAsNobody(daemon, "release", "mine", "--pid", "\(getpid())")
         #expect(release.status == 77, "\(release.stderr)")
         #expect(try root.holders("mine").count == 1)
     }
