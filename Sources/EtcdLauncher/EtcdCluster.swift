@@ -18,24 +18,41 @@ public final class EtcdCluster {
     public let directory: String
 
     /// Starts `size` members (heartbeat 50 ms, election timeout 500 ms) and waits until every one
-    /// answers as healthy.
+    /// answers as healthy. A member that exits while the cluster forms (a port that was free a
+    /// moment ago may be taken by then: by another test's etcd, or by an outgoing connection)
+    /// makes it start over on other ports, up to three times.
     public init(size: Int = 3) throws {
         let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
         directory = base + "/lockd-etcd-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let ports = try freePorts(2 * size)
-        members = (0..<size).map { Member(name: "m\($0)", clientPort: ports[2 * $0], peerPort: ports[2 * $0 + 1]) }
-        for index in members.indices { try start(index) }
-        try waitHealthy()
+        members = []
+        var attempt = 1
+        while true {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let ports = try freePorts(2 * size)
+            members = (0..<size).map { Member(name: "m\($0)", clientPort: ports[2 * $0], peerPort: ports[2 * $0 + 1]) }
+            for index in members.indices { try start(index) }
+            do {
+                try waitHealthy()
+                return
+            } catch let failure as ClusterError where failure.memberExited && attempt < 3 {
+                stopAll()
+                try? FileManager.default.removeItem(atPath: directory)
+                attempt += 1
+            }
+        }
     }
 
     deinit {
+        stopAll()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func stopAll() {
         for member in members where member.process?.isRunning == true {
             Foundation.kill(member.process!.processIdentifier, SIGCONT)
             member.process!.terminate()
             member.process!.waitUntilExit()
         }
-        try? FileManager.default.removeItem(atPath: directory)
     }
 
     public var endpoints: [String] { members.map(\.clientURL) }
@@ -108,22 +125,43 @@ public final class EtcdCluster {
     }
 
     /// Waits until every running member answers as healthy. Generous: on a loaded machine (the
-    /// tests under ThreadSanitizer) the first election can take many election timeouts.
+    /// tests under ThreadSanitizer) the first election can take many election timeouts. A member
+    /// that exits meanwhile ends the wait at once. Either failure quotes the members' logs (their
+    /// directory goes with the cluster).
     public func waitHealthy(timeout: Double = 90) throws {
         let deadline = Date().addingTimeInterval(timeout)
-        let running = members.filter { $0.process?.isRunning == true }.map(\.clientURL).joined(separator: ",")
+        let running = members.filter { $0.process?.isRunning == true }
+        let endpoints = running.map(\.clientURL).joined(separator: ",")
         while Date() < deadline {
-            let output = etcdctl(["--endpoints", running, "endpoint", "health", "--command-timeout", "3s"])
-            if output.components(separatedBy: "is healthy").count - 1 == running.split(separator: ",").count { return }
+            if let gone = running.first(where: { $0.process?.isRunning == false }) {
+                throw ClusterError(
+                    "etcd member \(gone.name) exited while the cluster formed\(logs())", memberExited: true)
+            }
+            let output = etcdctl(["--endpoints", endpoints, "endpoint", "health", "--command-timeout", "3s"])
+            if output.components(separatedBy: "is healthy").count - 1 == running.count { return }
             usleep(100_000)
         }
-        throw ClusterError("etcd did not become healthy within \(timeout) s; logs in \(directory)")
+        throw ClusterError("etcd did not become healthy within \(timeout) s\(logs())")
+    }
+
+    /// The last lines of each member's log, for an error message.
+    private func logs() -> String {
+        members.map { member in
+            let log = (try? String(contentsOfFile: "\(directory)/\(member.name).log", encoding: .utf8)) ?? ""
+            return "\n\(member.name) (ports \(member.clientPort), \(member.peerPort)): " + log.suffix(1500)
+        }.joined()
     }
 }
 
 public struct ClusterError: Error, CustomStringConvertible {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// A member exited while the cluster formed (and another try may do better).
+    public var memberExited = false
+
+    public init(_ description: String, memberExited: Bool = false) {
+        self.description = description
+        self.memberExited = memberExited
+    }
 }
 
 /// Loopback TCP ports that were free a moment ago (bound to port 0, then closed).
